@@ -1,0 +1,211 @@
+"""The build graph: (target, arch) nodes of the goal and its ancestors.
+
+Specs are templates; this module instantiates them for the variables in force. Each
+node becomes a :class:`NodePlan` whose params, outputs and sources are final, listed
+in a deterministic topological order. Only the goal's ancestors are ever expanded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import networkx as nx
+
+from . import steps
+from .errors import SpecError, UnknownTargetError
+from .hashing import Component, digest_bytes
+from .specs import Specs, TargetSpec, substitute
+from .variables import Values
+
+_GLOB = set("*?[")
+
+
+class NodePlan(NamedTuple):
+    label: str
+    target: str
+    arch: str | None
+    step: str
+    params: dict[str, Any]
+    outputs: tuple[str, ...]
+    sources: tuple[str, ...]
+    deps: tuple[str, ...]
+    vars: tuple[str, ...]
+    tools: tuple[str, ...]
+    static: tuple[Component, ...]
+    doc: str
+
+
+def label_of(target: str, arch: str | None) -> str:
+    return f"{target}:{arch}" if arch else target
+
+
+def goal_labels(specs: Specs, values: Values, goal: Iterable[str]) -> list[str]:
+    """``iso`` -> one label per arch in PLATFORM; ``iso:amd64`` -> that one."""
+    arches = values.arches()
+    labels: list[str] = []
+    for item in goal:
+        target, _, arch = item.partition(":")
+        spec = specs.resolve(target)
+        if not spec.per_arch:
+            if arch:
+                raise UnknownTargetError(f"target {target!r} is not per-arch; ask for {target!r}")
+            labels.append(target)
+        elif arch:
+            if arch not in arches:
+                raise UnknownTargetError(
+                    f"arch {arch!r} of {item!r} is not in PLATFORM={values['PLATFORM']}",
+                    hint=f"add linux/{arch} to PLATFORM",
+                )
+            labels.append(label_of(target, arch))
+        else:
+            labels.extend(label_of(target, a) for a in arches)
+    return list(dict.fromkeys(labels))
+
+
+def expand(specs: Specs, values: Values, goal: Iterable[str]) -> tuple[nx.DiGraph, list[str]]:
+    """The DAG of the goal's nodes and all their ancestors; edges point dep -> user."""
+    roots = goal_labels(specs, values, goal)
+    graph = nx.DiGraph()
+    stack = list(roots)
+    while stack:
+        label = stack.pop()
+        if graph.nodes.get(label, {}).get("spec") is not None:
+            continue
+        target, _, arch = label.partition(":")
+        spec = specs.resolve(target)
+        graph.add_node(label, spec=spec, arch=arch or None)
+        for need in spec.needs:
+            for dep in _dep_labels(specs, values, spec, arch or None, need):
+                graph.add_edge(dep, label)
+                stack.append(dep)
+    _check_outputs(graph, values)
+    return graph, roots
+
+
+def _dep_labels(
+    specs: Specs, values: Values, spec: TargetSpec, arch: str | None, need
+) -> list[str]:
+    dep = specs.resolve(need.target)
+    if not dep.per_arch:
+        return [dep.name]
+    mode = need.arches
+    if mode.startswith("${"):
+        mode = values[mode[2:-1]]
+        mode = {"targetarch": "same"}.get(mode, mode)
+        if mode not in ("same", "all"):
+            raise SpecError(need.where, f"arches of need {need.target!r} resolved to {mode!r}")
+    if arch is None or mode == "all":
+        return [label_of(dep.name, a) for a in values.arches()]
+    return [label_of(dep.name, arch)]
+
+
+def _check_outputs(graph: nx.DiGraph, values: Values) -> None:
+    owner: dict[str, str] = {}
+    for label, data in graph.nodes(data=True):
+        for out in output_names(data["spec"], data["arch"], values):
+            if out in owner:
+                raise SpecError(
+                    data["spec"].where,
+                    f"output {out!r} of {label} is also an output of {owner[out]}",
+                    hint="give each target its own output names (use ${ARCH} in per-arch ones)",
+                )
+            owner[out] = label
+
+
+def _lookup(spec: TargetSpec, arch: str | None, values: Values) -> dict[str, str]:
+    table = {name: values[name] for name in spec.vars}
+    if arch:
+        table["ARCH"] = arch
+    if spec.profile is not None:
+        table["PROFILE"] = spec.profile
+    return table
+
+
+def output_names(spec: TargetSpec, arch: str | None, values: Values) -> list[str]:
+    return substitute(list(spec.outputs), _lookup(spec, arch, values))
+
+
+def compile_nodes(
+    graph: nx.DiGraph, values: Values, root: Path
+) -> tuple[list[NodePlan], dict[str, int]]:
+    """Final node plans in topological order, and the directories their globs walked."""
+    walked: dict[str, int] = {}
+    plans = []
+    for label in nx.lexicographical_topological_sort(graph):
+        data = graph.nodes[label]
+        spec: TargetSpec = data["spec"]
+        arch = data["arch"]
+        lookup = _lookup(spec, arch, values)
+        params = substitute(spec.params, lookup)
+        outputs = tuple(substitute(list(spec.outputs), lookup))
+        sources = tuple(_expand_sources(substitute(list(spec.sources), lookup), root, spec, walked))
+        step = steps.get(spec.step, spec.where)
+        static: list[Component] = [("step", step.name, str(step.version))]
+        if arch:
+            static.append(("arch", "", arch))
+        static.append(("outputs", "", ",".join(outputs)))
+        static.extend(("param", key, _short(params[key])) for key in sorted(params))
+        plans.append(
+            NodePlan(
+                label=label,
+                target=spec.name,
+                arch=arch,
+                step=step.name,
+                params=params,
+                outputs=outputs,
+                sources=sources,
+                deps=tuple(sorted(graph.predecessors(label))),
+                vars=spec.vars,
+                tools=step.tools,
+                static=tuple(static),
+                doc=spec.doc,
+            )
+        )
+    return plans, walked
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 64 and "\n" not in text else "#" + digest_bytes(text.encode())
+
+
+def _expand_sources(
+    patterns: list[str], root: Path, spec: TargetSpec, walked: dict[str, int]
+) -> list[str]:
+    found: list[str] = []
+    for pattern in patterns:
+        path = root / pattern
+        if not _GLOB & set(pattern):
+            if path.is_file():
+                found.append(pattern)
+                continue
+            if path.is_dir():
+                _walk(path, root, walked)
+                found.extend(
+                    sorted(p.relative_to(root).as_posix() for p in path.rglob("*") if p.is_file())
+                )
+                continue
+            raise SpecError(spec.where, f"target {spec.name!r}: source {pattern!r} does not exist")
+        static = root
+        for part in Path(pattern).parts:
+            if _GLOB & set(part):
+                break
+            static = static / part
+        _walk(static, root, walked)
+        matches = sorted(p.relative_to(root).as_posix() for p in root.glob(pattern) if p.is_file())
+        if not matches:
+            raise SpecError(
+                spec.where, f"target {spec.name!r}: source glob {pattern!r} matches no file"
+            )
+        found.extend(matches)
+    return list(dict.fromkeys(found))
+
+
+def _walk(directory: Path, root: Path, walked: dict[str, int]) -> None:
+    """Remember the mtime of every directory below ``directory``: a new file changes one."""
+    for current, dirs, _files in os.walk(directory):
+        dirs.sort()
+        walked[os.path.relpath(current, root)] = os.stat(current).st_mtime_ns

@@ -1,0 +1,65 @@
+"""Content digests: xxh3-128 for files, keys and canonical encodings.
+
+File digests are remembered by (inode, ctime, mtime, size), so a no-op run stats its
+sources and hashes nothing. A file modified within the timestamp granularity of the
+last check ("racily clean", as git calls it) is hashed again rather than trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+import xxhash
+
+RACY_SECONDS = 2.0
+"""Files younger than this when first seen are re-hashed next time: coarse clocks."""
+
+Component = tuple[str, str, str]
+"""One input of a key: (kind, name, value), e.g. ("var", "GOAMD64", "v3")."""
+
+
+def digest_bytes(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def digest_file(path: str | os.PathLike[str]) -> str:
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def key_of(components: Iterable[Component]) -> str:
+    """The key of a node: xxh3-128 over its components in a fixed, unambiguous encoding."""
+    return xxhash.xxh3_128_hexdigest("\x1e".join("\x1f".join(c) for c in components).encode())
+
+
+class FileDigests:
+    """Digests of source files, cached by stat; ``table`` persists between runs."""
+
+    def __init__(self, table: dict[str, tuple[int, int, int, int, str]]) -> None:
+        self.table = table
+        self.changed = False
+        self._fresh_after = time.time_ns() - int(RACY_SECONDS * 1e9)
+
+    def digest(self, path: str) -> str:
+        st = os.stat(path)
+        seen = self.table.get(path)
+        if (
+            seen is not None
+            and seen[0] == st.st_ino
+            and seen[1] == st.st_ctime_ns
+            and seen[2] == st.st_mtime_ns
+            and seen[3] == st.st_size
+        ):
+            return seen[4]
+        value = digest_file(path)
+        if max(st.st_mtime_ns, st.st_ctime_ns) < self._fresh_after:
+            self.table[path] = (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size, value)
+        else:
+            self.table.pop(path, None)
+        self.changed = True
+        return value

@@ -1,0 +1,114 @@
+"""Structured logs and the progress line.
+
+``BUILDGRAPH_LOG=json`` puts one JSON object per line on stderr, with one ``node``
+event per node of the goal (its key, ``built`` or ``cached``, and seconds). Otherwise
+a terminal gets short readable lines: built nodes one by one, cached ones as a count
+(``BUILDGRAPH_LOG=debug`` lists them too), and a live progress line for long steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+
+_configured = False
+
+
+def mode() -> str:
+    return os.environ.get("BUILDGRAPH_LOG", "console").lower()
+
+
+def configure() -> None:
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    stream = sys.stderr
+    if mode() == "json":
+        processors: list[Any] = [
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ]
+        level = 10
+    else:
+        processors = [_console]
+        level = 10 if mode() == "debug" else 20
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get() -> Any:
+    configure()
+    return structlog.get_logger("buildgraph")
+
+
+def node(label: str, target: str, arch: str | None, key: str, status: str, seconds: float) -> None:
+    """The one event every node of a goal gets."""
+    log = get()
+    emit = log.info if status == "built" or mode() == "json" else log.debug
+    emit(
+        "node",
+        target=target,
+        arch=arch,
+        key=key,
+        status=status,
+        seconds=round(seconds, 3),
+        node=label,
+    )
+
+
+def _console(_logger: Any, _name: str, event: dict[str, Any]) -> str:
+    name = event.pop("event")
+    if name == "node":
+        return (
+            f"{event['status']:<6} {event['node']}"
+            + (f" in {event['seconds']:.2f}s" if event["status"] == "built" else "")
+            + f"  [{event['key'][:12]}]"
+        )
+    extra = " ".join(f"{k}={v}" for k, v in event.items())
+    return f"{name} {extra}".rstrip()
+
+
+@contextlib.contextmanager
+def progress(label: str) -> Iterator[Any]:
+    """A live ``building <label> (12s) <message>`` line on a terminal while a step runs.
+
+    Yields a callable the step may use to say what it is doing.
+    """
+    state = {"message": ""}
+    if not sys.stderr.isatty() or mode() == "json":
+        yield lambda message: state.update(message=message)
+        return
+    done = threading.Event()
+    start = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(0.5):
+            elapsed = time.monotonic() - start
+            if elapsed >= 1.0:
+                line = f"  building {label} ({elapsed:.0f}s) {state['message']}"
+                sys.stderr.write("\r\x1b[K" + line[:120])
+                sys.stderr.flush()
+        if time.monotonic() - start >= 1.0:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield lambda message: state.update(message=message)
+    finally:
+        done.set()
+        thread.join()

@@ -1,0 +1,331 @@
+"""One build of one goal in one checkout: plan it, then run what must run.
+
+Planning walks the goal's nodes in topological order and computes each key it can:
+a node whose dependencies are all known and whose key is in the action cache is
+``cached`` and its outputs are placed in ``_out/``; every other node must ``run``.
+Running a node computes its key again now that its dependencies' outputs exist, so an
+upstream rebuild that produced the same bytes ends in a cache hit (early cutoff).
+
+The compiled plan (specs loaded, variables substituted, globs expanded, graph sorted)
+is itself cached, keyed by the spec files' stats, the variables it read and the
+directories its globs walked, so a no-op run neither parses YAML nor builds a graph.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from . import __version__, log, steps, tools
+from .errors import BuildgraphError, StepFailedError
+from .graph import NodePlan, compile_nodes, expand
+from .hashing import Component, FileDigests, digest_bytes, key_of
+from .specs import load_specs, spec_files
+from .state import State, load_marshal, save_marshal, workspace_dir
+from .store import Outputs, Store, default_cache_dir
+from .variables import BY_NAME, PKG_PATTERN, Values, resolve
+
+PLAN_FORMAT = 1
+TOUCH_EVERY = 3600
+"""Seconds between LRU touches of an action entry that the workspace index hits."""
+
+
+class Session:
+    def __init__(
+        self,
+        root: Path,
+        goal: Iterable[str],
+        cmdline: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.out = self.root / "_out"
+        self.store = Store(cache_dir or default_cache_dir())
+        self.state = State(workspace_dir(self.store.root, self.root))
+        self.values, self.nodes, self.goal = self._compile(
+            list(goal), dict(cmdline or {}), dict(os.environ if environ is None else environ)
+        )
+        self.order = [node.label for node in self.nodes]
+        self.by_label = {node.label: node for node in self.nodes}
+        self.base: dict[str, list[Component]] = {}
+        self.resolved: dict[str, tuple[str, Outputs]] = {}
+        self.status: dict[str, str] = {}
+        self.tool_info: dict[str, tuple[str, str]] = {}
+
+    # -- compiling -------------------------------------------------------------
+    def _compile(
+        self, goal: list[str], cmdline: dict[str, str], environ: dict[str, str]
+    ) -> tuple[Values, list[NodePlan], list[str]]:
+        relevant_env = {k: v for k, v in environ.items() if k in BY_NAME or PKG_PATTERN.match(k)}
+        plan_id = digest_bytes(
+            json.dumps([goal, sorted(cmdline.items()), sorted(relevant_env.items())]).encode()
+        )
+        plan_path = self.state.directory / "plans" / plan_id
+        fingerprint = _fingerprint(self.root)
+        cached = load_marshal(plan_path)
+        if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
+            values = resolve(
+                cmdline, environ, self.root, cached["data_defaults"], frozenset(cached["packages"])
+            )
+            if _still_valid(cached, values, self.root):
+                return values, [NodePlan(*node) for node in cached["nodes"]], cached["goal"]
+        specs = load_specs(self.root)
+        values = resolve(cmdline, environ, self.root, specs.variables, specs.packages)
+        if not goal:
+            goal = specs.default
+            if not goal:
+                raise BuildgraphError(
+                    "no target given and targets/ sets no default",
+                    hint="name a target: `doit list` shows them",
+                )
+        graph, roots = expand(specs, values, goal)
+        nodes, walked = compile_nodes(graph, values, self.root)
+        read = {name: values[name] for name in sorted(values.read)}
+        save_marshal(
+            plan_path,
+            {
+                "fingerprint": fingerprint,
+                "data_defaults": specs.variables,
+                "packages": sorted(specs.packages),
+                "vars": read,
+                "walked": walked,
+                "nodes": [tuple(node) for node in nodes],
+                "goal": roots,
+            },
+        )
+        return values, nodes, roots
+
+    # -- planning --------------------------------------------------------------
+    def plan(self, dry: bool = False) -> list[str]:
+        """Classify every node as cached or run; returns the labels to run, in order.
+
+        Unless ``dry``, cached outputs are placed in ``_out/`` and cached nodes are logged.
+        """
+        self.store.reap_scratch()
+        needed_by = {t: n.label for n in self.nodes for t in n.tools}
+        self.tool_info = tools.resolve(needed_by, self.state.tools, needed_by)
+        digests = FileDigests(self.state.files)
+        root = str(self.root) + os.sep
+        for node in self.nodes:
+            base = list(node.static)
+            base.extend(("var", name, self.values[name]) for name in node.vars)
+            base.extend(("file", src, digests.digest(root + src)) for src in node.sources)
+            base.extend(("tool", t, self.tool_info[t][1]) for t in node.tools)
+            self.base[node.label] = base
+            if not all(dep in self.resolved for dep in node.deps):
+                self.status[node.label] = "run"
+                continue
+            components = self._components(node)
+            key = key_of(components)
+            outputs = self._lookup(node.label, key, components)
+            if outputs is not None and (dry or self._place(node, outputs)):
+                self.resolved[node.label] = (key, outputs)
+                self.status[node.label] = "cached"
+            else:
+                self.status[node.label] = "run"
+        self.state.dirty |= digests.changed
+        self._demand_objects()
+        if not dry:
+            for label in self.order:
+                if self.status[label] == "cached":
+                    node = self.by_label[label]
+                    log.node(label, node.target, node.arch, self.resolved[label][0], "cached", 0.0)
+        return [label for label in self.order if self.status[label] == "run"]
+
+    def _components(self, node: NodePlan) -> list[Component]:
+        components = list(self.base[node.label])
+        for dep in node.deps:
+            _key, outputs = self._dep_result(dep)
+            components.extend(
+                ("dep", f"{dep}/{name}", outputs[name][0]) for name in sorted(outputs)
+            )
+        return components
+
+    def _dep_result(self, dep: str) -> tuple[str, Outputs]:
+        found = self.resolved.get(dep)
+        if found is None:
+            journaled = self.state.read_journal(dep)
+            if journaled is None:
+                raise BuildgraphError(f"the result of {dep} is missing; run the build again")
+            found = self.resolved[dep] = (journaled[0][0], journaled[0][1])
+        return found
+
+    def _lookup(self, label: str, key: str, components: list[Component]) -> Outputs | None:
+        last = self.state.nodes.get(label)
+        now = int(time.time())
+        if last is not None and last[0] == key:
+            if now - last[3] > TOUCH_EVERY:
+                self.store.touch_action(key)
+                self.state.record(label, (*last[:3], now))
+            return last[1]
+        entry = self.store.get_action(key)
+        if entry is None:
+            return None
+        outputs = {name: (value[0], value[1]) for name, value in entry["outputs"].items()}
+        self.state.record(label, (key, outputs, components, now))
+        return outputs
+
+    def _place(self, node: NodePlan, outputs: Outputs) -> bool:
+        """Make ``_out/`` hold this node's outputs; False if the cache lost an object."""
+        for name in node.outputs:
+            digest = outputs[name][0]
+            dest = self.out / name
+            placed = self.state.placed.get(name)
+            if placed is not None and placed[0] == digest:
+                try:
+                    st = os.stat(dest)
+                except OSError:
+                    st = None
+                if st is not None and (st.st_ino, st.st_mtime_ns, st.st_size) == placed[1:]:
+                    continue
+            try:
+                st = self.store.materialize(digest, dest)
+            except FileNotFoundError:
+                return False
+            self.state.placed[name] = (digest, st.st_ino, st.st_mtime_ns, st.st_size)
+            self.state.dirty = True
+        return True
+
+    def _demand_objects(self) -> None:
+        """A node that runs reads its dependencies from the CAS: they must be there."""
+        for label in reversed(self.order):
+            if self.status[label] != "run":
+                continue
+            for dep in self.by_label[label].deps:
+                if self.status[dep] == "cached" and not all(
+                    self.store.has_object(digest)
+                    for digest, _size in self.resolved[dep][1].values()
+                ):
+                    self.status[dep] = "run"
+                    del self.resolved[dep]
+
+    # -- running ---------------------------------------------------------------
+    def run_node(self, label: str) -> str:
+        """Build one node whose dependencies are done; returns "built" or "cached"."""
+        started = time.monotonic()
+        node = self.by_label[label]
+        components = self._components(node)
+        key = key_of(components)
+        entry = self.store.get_action(key)
+        if entry is not None:
+            outputs = {name: (value[0], value[1]) for name, value in entry["outputs"].items()}
+            status = "cached"
+        else:
+            outputs = self._execute(node, key, components)
+            status = "built"
+        if not self._place(node, outputs):
+            raise BuildgraphError(f"{label}: the cache lost an output while placing it; run again")
+        result = (key, outputs, components, int(time.time()))
+        self.resolved[label] = (key, outputs)
+        self.status[label] = status
+        self.state.record(label, result)
+        placed = {name: self.state.placed[name] for name in node.outputs}
+        self.state.write_journal(label, result, placed)
+        log.node(label, node.target, node.arch, key, status, time.monotonic() - started)
+        return status
+
+    def _execute(self, node: NodePlan, key: str, components: list[Component]) -> Outputs:
+        step = steps.get(node.step, node.label)
+        scratch = self.store.scratch()
+        try:
+            out_dir = scratch / "out"
+            out_dir.mkdir()
+            inputs = {dep: self._link_inputs(scratch / "in" / dep, dep) for dep in node.deps}
+            with log.progress(node.label) as say:
+                ctx = steps.StepContext(
+                    params=node.params,
+                    arch=node.arch,
+                    root=self.root,
+                    sources=[self.root / src for src in node.sources],
+                    inputs=inputs,
+                    out_dir=out_dir,
+                    outputs=node.outputs,
+                    tool_paths={t: self.tool_info[t][0] for t in node.tools},
+                    progress=say,
+                )
+                try:
+                    step.run(ctx)
+                except BuildgraphError as err:
+                    raise StepFailedError(
+                        f"{node.label}: step {node.step} failed: {err.message}", hint=err.hint
+                    ) from None
+                except Exception as err:
+                    raise StepFailedError(
+                        f"{node.label}: step {node.step} crashed: {type(err).__name__}: {err}"
+                    ) from err
+            produced = {
+                p.relative_to(out_dir).as_posix()
+                for p in out_dir.rglob("*")
+                if p.is_file() or p.is_symlink()
+            }
+            missing = sorted(set(node.outputs) - produced)
+            extra = sorted(produced - set(node.outputs))
+            if missing or extra:
+                raise StepFailedError(
+                    f"{node.label}: step {node.step} "
+                    + (f"did not write {', '.join(missing)}" if missing else "")
+                    + ("; " if missing and extra else "")
+                    + (f"wrote undeclared {', '.join(extra)}" if extra else "")
+                )
+            outputs = {name: self.store.put_file(out_dir / name) for name in node.outputs}
+            self.store.put_action(key, outputs, components)
+            return outputs
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _link_inputs(self, directory: Path, dep: str) -> dict[str, Path]:
+        """Dependency outputs under their own names, hard-linked from the CAS."""
+        linked = {}
+        for name, (digest, _size) in self._dep_result(dep)[1].items():
+            path = directory / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            source = self.store.object_path(digest)
+            try:
+                os.link(source, path)
+            except OSError:
+                shutil.copyfile(source, path)
+            linked[name] = path
+        return linked
+
+    def finish(self) -> None:
+        self.state.save()
+
+    def build(self) -> dict[str, str]:
+        """Plan and run every pending node here, in order; returns label -> status."""
+        try:
+            for label in self.plan():
+                self.run_node(label)
+        finally:
+            self.finish()
+        return dict(self.status)
+
+
+def _fingerprint(root: Path) -> list:
+    engine = Path(__file__).parent
+    stamps = [("engine", __version__)]
+    for path in [
+        *spec_files(root),
+        *sorted(engine.glob("*.py")),
+        *sorted(engine.glob("steps/*.py")),
+    ]:
+        st = path.stat()
+        stamps.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+    return stamps
+
+
+def _still_valid(cached: dict, values: Values, root: Path) -> bool:
+    try:
+        for name, value in cached["vars"].items():
+            if values[name] != value:
+                return False
+        for directory, mtime in cached["walked"].items():
+            if os.stat(root / directory).st_mtime_ns != mtime:
+                return False
+    except (OSError, KeyError):
+        return False
+    return True

@@ -1,0 +1,250 @@
+"""The cache: a content-addressed store (CAS) plus an action cache (AC).
+
+Layout under the cache directory (``BUILDGRAPH_CACHE``, else the XDG cache)::
+
+    cas/ab/<digest>     output bytes, read-only, named by their xxh3-128
+    ac/ab/<key>         JSON: the outputs and input components of one action
+    tmp/<pid>-<n>/      scratch directories of running steps
+    workspaces/<id>/    per-checkout state (see state.py)
+
+Every write is a temp file plus rename, and an AC entry is written only after all
+the objects it names are in place, so a killed build leaves nothing that looks valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .hashing import digest_file
+
+Outputs = dict[str, tuple[str, int]]
+"""Output name -> (digest, size)."""
+
+
+def default_cache_dir() -> Path:
+    explicit = os.environ.get("BUILDGRAPH_CACHE")
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "buildgraph"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class Stats:
+    objects: int
+    object_bytes: int
+    object_disk_bytes: int
+    actions: int
+    action_bytes: int
+
+    def render(self, root: Path) -> str:
+        return (
+            f"cache: {root}\n"
+            f"objects: {self.objects} ({_size(self.object_bytes)} apparent, "
+            f"{_size(self.object_disk_bytes)} on disk)\n"
+            f"actions: {self.actions} ({_size(self.action_bytes)})"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def parse_size(text: str) -> int:
+    """``5G``, ``500M``, ``10k`` or a byte count."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if cleaned and cleaned[-1] in units:
+            return int(float(cleaned[:-1]) * units[cleaned[-1]])
+        return int(cleaned)
+    except ValueError:
+        raise ValueError(f"bad size {text!r}: use a number with an optional k, M, G or T") from None
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cas = root / "cas"
+        self.ac = root / "ac"
+        self.tmp = root / "tmp"
+        self._scratch = itertools.count()
+
+    # -- objects ---------------------------------------------------------------
+    def object_path(self, digest: str) -> Path:
+        return self.cas / digest[:2] / digest
+
+    def has_object(self, digest: str) -> bool:
+        return os.path.exists(self.cas / digest[:2] / digest)
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Move ``path`` into the CAS; returns its (digest, size)."""
+        digest = digest_file(path)
+        size = path.stat().st_size
+        target = self.object_path(digest)
+        if target.exists():
+            path.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o444)
+            os.replace(path, target)
+        return digest, size
+
+    def materialize(self, digest: str, dest: Path) -> os.stat_result:
+        """Put object ``digest`` at ``dest`` (hard link, else copy), atomically."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        source = self.object_path(digest)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError as err:
+            if not source.exists():
+                raise FileNotFoundError(f"cache object {digest} is missing") from err
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)
+        return dest.stat()
+
+    # -- actions ---------------------------------------------------------------
+    def action_path(self, key: str) -> Path:
+        return self.ac / key[:2] / key
+
+    def get_action(self, key: str) -> dict[str, Any] | None:
+        """The AC entry for ``key`` if it and every object it names are present."""
+        path = self.action_path(key)
+        try:
+            entry = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        outputs = entry.get("outputs")
+        if not isinstance(outputs, dict) or not all(
+            self.has_object(digest) for digest, _size in outputs.values()
+        ):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return entry
+
+    def put_action(self, key: str, outputs: Outputs, components: list) -> None:
+        entry = {"outputs": outputs, "components": components, "created": int(time.time())}
+        atomic_write(self.action_path(key), json.dumps(entry, sort_keys=True).encode())
+
+    def touch_action(self, key: str) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self.action_path(key))
+
+    # -- scratch ---------------------------------------------------------------
+    def scratch(self) -> Path:
+        """A fresh scratch directory; names carry the pid so stale ones can be reaped."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        while True:
+            path = self.tmp / f"{os.getpid()}-{next(self._scratch)}"
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+
+    def reap_scratch(self) -> None:
+        """Remove scratch directories whose process is gone (a killed build)."""
+        if not self.tmp.is_dir():
+            return
+        for entry in self.tmp.iterdir():
+            pid = entry.name.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+    # -- maintenance -----------------------------------------------------------
+    def stats(self) -> Stats:
+        objects = object_bytes = disk = actions = action_bytes = 0
+        for path in _files(self.cas):
+            st = path.stat()
+            objects += 1
+            object_bytes += st.st_size
+            disk += st.st_blocks * 512
+        for path in _files(self.ac):
+            actions += 1
+            action_bytes += path.stat().st_size
+        return Stats(objects, object_bytes, disk, actions, action_bytes)
+
+    def gc(self, max_size: int) -> tuple[int, int]:
+        """Drop least recently used actions until objects fit in ``max_size`` bytes.
+
+        Returns (actions removed, bytes freed). Objects no remaining action names go too.
+        """
+        entries = []
+        for path in _files(self.ac):
+            try:
+                entry = json.loads(path.read_bytes())
+                digests = {digest for digest, _size in entry["outputs"].values()}
+            except (OSError, ValueError, KeyError, AttributeError):
+                digests = set()
+            entries.append((path.stat().st_mtime_ns, path, digests))
+        entries.sort(key=lambda item: item[0])
+        sizes = {path.name: path.stat().st_blocks * 512 for path in _files(self.cas)}
+        refs: dict[str, int] = {}
+        for _mtime, _path, digests in entries:
+            for digest in digests:
+                refs[digest] = refs.get(digest, 0) + 1
+        used = sum(sizes.values())
+        removed = freed = 0
+        for _mtime, path, digests in entries:
+            if used <= max_size:
+                break
+            path.unlink(missing_ok=True)
+            removed += 1
+            for digest in digests:
+                refs[digest] -= 1
+                if refs[digest] == 0 and digest in sizes:
+                    self.object_path(digest).unlink(missing_ok=True)
+                    used -= sizes[digest]
+                    freed += sizes.pop(digest)
+        for digest in [d for d in sizes if refs.get(d, 0) == 0]:
+            self.object_path(digest).unlink(missing_ok=True)
+            freed += sizes.pop(digest)
+        return removed, freed
+
+
+def _files(base: Path):
+    if base.is_dir():
+        for shard in base.iterdir():
+            if shard.is_dir():
+                yield from (p for p in shard.iterdir() if not p.name.startswith("."))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,75 @@
+"""External tools: where they are, which version, and what to install when missing.
+
+A tool's version is part of the key of every node whose step runs it. Versions come
+from dpkg (the Debian package that ships the tool) and are remembered by the binary's
+stat, so they cost a subprocess only when the binary changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+
+from .errors import ToolMissingError
+from .hashing import digest_file
+
+PACKAGES: dict[str, str] = {
+    "sh": "dash",
+    "cpio": "cpio",
+    "dd": "coreutils",
+    "debugfs": "e2fsprogs",
+    "dpkg-deb": "dpkg",
+    "go": "golang-go",
+    "grub-mkimage": "grub-common",
+    "gzip": "gzip",
+    "mcopy": "mtools",
+    "mke2fs": "e2fsprogs",
+    "mkfs.vfat": "dosfstools",
+    "mksquashfs": "squashfs-tools",
+    "mmd": "mtools",
+    "qemu-img": "qemu-utils",
+    "sgdisk": "gdisk",
+    "skopeo": "skopeo",
+    "tar": "tar",
+    "unsquashfs": "squashfs-tools",
+    "xorriso": "xorriso",
+    "xz": "xz-utils",
+    "zstd": "zstd",
+}
+
+
+def resolve(
+    tools: Iterable[str], cache: dict[str, tuple], needed_by: dict[str, str]
+) -> dict[str, tuple[str, str]]:
+    """Map each tool to (path, version); a missing tool names its Debian package."""
+    found: dict[str, tuple[str, str]] = {}
+    for tool in sorted(set(tools)):
+        path = shutil.which(tool)
+        if path is None:
+            package = PACKAGES.get(tool, tool)
+            raise ToolMissingError(
+                f"tool {tool!r} is not installed (needed by {needed_by.get(tool, 'a step')})",
+                hint=f"install the Debian package {package}: apt-get install {package}"
+                " (or run ./setup.sh)",
+            )
+        st = os.stat(path)
+        stamp = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+        seen = cache.get(tool)
+        if seen is not None and tuple(seen[:4]) == stamp:
+            found[tool] = (path, seen[4])
+            continue
+        version = _dpkg_version(PACKAGES.get(tool)) or "sha:" + digest_file(path)[:16]
+        cache[tool] = (*stamp, version)
+        found[tool] = (path, version)
+    return found
+
+
+def _dpkg_version(package: str | None) -> str | None:
+    if package is None or shutil.which("dpkg-query") is None:
+        return None
+    done = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False
+    )
+    return f"{package} {done.stdout.strip()}" if done.returncode == 0 and done.stdout else None
