@@ -57,7 +57,7 @@ def task_buildgraph() -> dict[str, Any]:
     """Reached only when doit runs without buildgraph's loader."""
     raise InvalidDodoFile(
         "buildgraph's doit loader is not active: run doit in the repository root, where "
-        "pyproject.toml selects it ([tool.doit] loader = \"buildgraph\")"
+        'pyproject.toml selects it ([tool.doit] loader = "buildgraph")'
     )
 
 

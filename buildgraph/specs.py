@@ -25,13 +25,13 @@ from .yamlsrc import LDict, load, where
 
 TARGET_KEYS = {
     "doc": "one line for `doit list`",
-    "step": "the step that builds it (required)",
+    "step": "the step that builds it",
     "per_arch": "true: one node per arch in PLATFORM",
     "params": "step parameters; strings may use ${VARIABLE}, ${ARCH}, ${PROFILE}",
     "sources": "repo files and globs it reads",
     "needs": "targets whose outputs it reads: a name, or {target, arches: same|all}",
     "vars": "variables it reads beyond those its params name",
-    "outputs": "file names it produces in _out/ (required)",
+    "outputs": "file names it produces in _out/",
     "profiles": "for a name with %: the directory of profile files it expands over",
 }
 FILE_KEYS = ("targets", "default", "variables", "packages")
@@ -201,7 +201,7 @@ def _target(
     for required in ("step", "outputs"):
         if required not in body:
             raise SpecError(
-                here, f"target {name!r} is missing {required!r} ({TARGET_KEYS[required]})"
+                here, f"target {name!r} is missing {required!r}: {TARGET_KEYS[required]}"
             )
     step = steps.get(str(body["step"]), where(rel, body, "step"))
     per_arch = body.get("per_arch", False)

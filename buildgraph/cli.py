@@ -1,0 +1,157 @@
+"""The ``buildgraph`` console command: the tools around a build.
+
+``explain`` and ``graph`` answer questions about a goal, ``build`` runs one without
+doit, ``cache`` inspects and prunes the cache, ``vars`` prints the variables table.
+Arguments of the form NAME=value are build variables, as with doit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import variables
+from .errors import BuildgraphError
+from .session import Session
+from .store import Store, default_cache_dir, parse_size
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BuildgraphError as err:
+        print(f"buildgraph: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="buildgraph", description=__doc__.splitlines()[0])
+    parser.add_argument("-C", dest="root", default=".", help="repository root (default: .)")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def goal_command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("args", nargs="*", metavar="TARGET|NAME=value")
+        cmd.set_defaults(func=func)
+        return cmd
+
+    goal_command("explain", _explain, "say for each node of a goal: cached, or why it would run")
+    graph = goal_command("graph", _graph, "print the DAG of a goal as DOT (or a tree with --text)")
+    graph.add_argument("--text", action="store_true", help="plain text tree instead of DOT")
+    goal_command("build", _build, "build a goal in this process, without doit")
+    goal_command("vars", _vars, "print the variables, their values and where they come from")
+
+    cache = sub.add_parser("cache", help="inspect or prune the cache")
+    cache_sub = cache.add_subparsers(required=True, metavar="ACTION")
+    stats = cache_sub.add_parser("stats", help="sizes and counts")
+    stats.set_defaults(func=_cache_stats)
+    gc = cache_sub.add_parser("gc", help="drop least recently used entries down to a size")
+    gc.add_argument("--max-size", required=True, help="e.g. 5G, 500M")
+    gc.set_defaults(func=_cache_gc)
+    return parser
+
+
+def _split(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    goal, assigned = [], {}
+    for arg in args:
+        if "=" in arg and not arg.startswith("-"):
+            name, value = arg.split("=", 1)
+            assigned[name] = value
+        else:
+            goal.append(arg)
+    return goal, assigned
+
+
+def _session(args: argparse.Namespace) -> Session:
+    goal, assigned = _split(args.args)
+    return Session(Path(args.root), goal, assigned)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    for line in explain(_session(args)):
+        print(line)
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    session = _session(args)
+    if args.text:
+        for label in session.goal:
+            _tree(session, label, "", True, True)
+        return 0
+    print("digraph buildgraph {")
+    print("  rankdir=BT;")
+    for node in session.nodes:
+        shape = "box" if node.label in session.goal else "ellipse"
+        print(f'  "{node.label}" [shape={shape}, tooltip="{node.doc}"];')
+        for dep in node.deps:
+            print(f'  "{node.label}" -> "{dep}";')
+    print("}")
+    return 0
+
+
+def _tree(session: Session, label: str, prefix: str, last: bool, top: bool) -> None:
+    print(label if top else f"{prefix}{'└── ' if last else '├── '}{label}")
+    deps = session.by_label[label].deps
+    child_prefix = "" if top else prefix + ("    " if last else "│   ")
+    for index, dep in enumerate(deps):
+        _tree(session, dep, child_prefix, index == len(deps) - 1, False)
+
+
+def _build(args: argparse.Namespace) -> int:
+    statuses = _session(args).build()
+    built = sum(1 for status in statuses.values() if status == "built")
+    print(f"{len(statuses)} nodes: {built} built, {len(statuses) - built} cached", file=sys.stderr)
+    return 0
+
+
+def _vars(args: argparse.Namespace) -> int:
+    from .specs import load_specs
+
+    _goal, assigned = _split(args.args)
+    root = Path(args.root).resolve()
+    specs = load_specs(root) if (root / "targets").is_dir() else None
+    values = variables.resolve(
+        assigned,
+        os.environ,
+        root,
+        specs.variables if specs else {},
+        specs.packages if specs else frozenset(),
+    )
+    names = [row.name for row in variables.TABLE]
+    if specs:
+        names += [f"PKG_{p.upper().replace('-', '_')}" for p in sorted(specs.packages)]
+    for name in names:
+        row = variables.lookup(name, values.packages)
+        assert row is not None
+        print(f"{name:<18} {values[name]:<28} ({values.origin(name)}) {row.help}")
+    return 0
+
+
+def _cache_stats(_args: argparse.Namespace) -> int:
+    store = Store(default_cache_dir())
+    print(store.stats().render(store.root))
+    return 0
+
+
+def _cache_gc(args: argparse.Namespace) -> int:
+    try:
+        limit = parse_size(args.max_size)
+    except ValueError as err:
+        raise BuildgraphError(str(err), hint="e.g. --max-size 5G") from None
+    store = Store(default_cache_dir())
+    removed, freed = store.gc(limit)
+    print(f"removed {removed} actions, freed {freed} bytes")
+    print(store.stats().render(store.root))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Helpers that make throwaway buildgraph projects for tests: specs, sources, a cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from buildgraph.session import Session
+
+REPO = Path(__file__).resolve().parent.parent
+FIXED = {"TAG": "v1.0.0", "SOURCE_DATE_EPOCH": "1700000000"}
+
+
+def make_project(root: Path, specs: str, files: dict[str, str] | None = None) -> Path:
+    """A project at ``root`` with ``targets/graph.yaml`` and the given source files."""
+    (root / "targets").mkdir(parents=True, exist_ok=True)
+    (root / "targets" / "graph.yaml").write_text(textwrap.dedent(specs))
+    for name, text in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for name in ("dodo.py", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    return root
+
+
+def build(root: Path, cache: Path, goal: list[str], **variables: str) -> dict[str, str]:
+    """Build in-process; returns label -> built|cached."""
+    return Session(root, goal, {**FIXED, **variables}, environ={}, cache_dir=cache).build()
+
+
+def doit(root: Path, cache: Path, *args: str, json_log: bool = True) -> subprocess.CompletedProcess:
+    """Run the real doit front end in ``root`` as a user would."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(cache.parent),
+        "BUILDGRAPH_CACHE": str(cache),
+        "TAG": FIXED["TAG"],
+        "SOURCE_DATE_EPOCH": FIXED["SOURCE_DATE_EPOCH"],
+    }
+    if json_log:
+        env["BUILDGRAPH_LOG"] = "json"
+    return subprocess.run(
+        [sys.executable, "-m", "doit", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def node_events(stderr: str) -> list[dict]:
+    """The ``node`` events of a JSON log."""
+    events = []
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == "node":
+                events.append(event)
+    return events
+
+
+def statuses(stderr: str) -> dict[str, str]:
+    return {e["node"]: e["status"] for e in node_events(stderr)}

@@ -1,0 +1,183 @@
+"""The doit front end as users run it: `doit <target> NAME=value`, list, clean, -n."""
+
+import os
+
+import pytest
+
+from project import doit, make_project, node_events, statuses
+
+pytestmark = pytest.mark.slow
+
+SPECS = """
+default: [top]
+targets:
+  leaf:
+    doc: one file per arch
+    step: shell
+    per_arch: true
+    sources: [src/leaf.txt]
+    params:
+      script: "cat $SRCS > $OUT/leaf-$ARCH.txt; echo ${ARCH} ${GOAMD64} >> $OUT/leaf-$ARCH.txt"
+    outputs: ["leaf-${ARCH}.txt"]
+  mid:
+    doc: the leaves of every arch, joined
+    step: concat
+    per_arch: true
+    needs: [{target: leaf, arches: all}]
+    outputs: ["mid-${ARCH}.txt"]
+  top:
+    doc: everything
+    step: concat
+    needs: [mid]
+    outputs: [top.txt]
+"""
+BOTH = "PLATFORM=linux/amd64,linux/arm64"
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path / "repo", SPECS, {"src/leaf.txt": "leaf\n"}), tmp_path / "cache"
+
+
+def test_list_shows_targets_with_their_docs(project):
+    root, cache = project
+    done = doit(root, cache, "list", "--all", BOTH)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("leaf ") and "one file per arch" in line for line in lines)
+    assert any(line.startswith("leaf:arm64") for line in lines)
+    assert any(line.startswith("top ") and "everything" in line for line in lines)
+
+
+def test_second_run_runs_no_step_and_logs_one_event_per_node(project):
+    root, cache = project
+    first = doit(root, cache, "top", BOTH)
+    assert first.returncode == 0, first.stderr
+    events = node_events(first.stderr)
+    labels = [e["node"] for e in events]
+    assert sorted(labels) == ["leaf:amd64", "leaf:arm64", "mid:amd64", "mid:arm64", "top"]
+    assert all(e["status"] == "built" for e in events)
+    top = next(e for e in events if e["node"] == "top")
+    assert top["target"] == "top" and top["arch"] is None and len(top["key"]) == 32
+    assert isinstance(top["seconds"], float)
+    second = doit(root, cache, "top", BOTH)
+    assert second.returncode == 0, second.stderr
+    assert set(statuses(second.stderr).values()) == {"cached"}
+    assert len(node_events(second.stderr)) == 5
+    assert (root / "_out" / "top.txt").read_text().count("leaf") == 4
+
+
+def test_parallel_run_builds_the_same_bytes(project, tmp_path):
+    root, cache = project
+    done = doit(root, cache, "-n", "2", "top", BOTH)
+    assert done.returncode == 0, done.stderr
+    assert len(node_events(done.stderr)) == 5
+    parallel = (root / "_out" / "top.txt").read_bytes()
+    serial_root = make_project(tmp_path / "serial", SPECS, {"src/leaf.txt": "leaf\n"})
+    assert doit(serial_root, tmp_path / "cache2", "top", BOTH).returncode == 0
+    assert (serial_root / "_out" / "top.txt").read_bytes() == parallel
+    again = doit(root, cache, "-n", "2", "top", BOTH)
+    assert set(statuses(again.stderr).values()) == {"cached"}
+
+
+def test_a_subtask_builds_one_arch(project):
+    root, cache = project
+    done = doit(root, cache, "leaf:arm64", BOTH)
+    assert done.returncode == 0, done.stderr
+    assert statuses(done.stderr) == {"leaf:arm64": "built"}
+    assert sorted(os.listdir(root / "_out")) == ["leaf-arm64.txt"]
+
+
+def test_switching_platform_back_rebuilds_nothing(project):
+    root, cache = project
+    assert doit(root, cache, "top", "PLATFORM=linux/amd64").returncode == 0
+    assert doit(root, cache, "top", "PLATFORM=linux/arm64").returncode == 0
+    back = doit(root, cache, "top", "PLATFORM=linux/amd64")
+    assert set(statuses(back.stderr).values()) == {"cached"}
+
+
+def test_one_variable_change_rebuilds_exactly_its_dependents(project):
+    root, cache = project
+    assert doit(root, cache, "top", BOTH).returncode == 0
+    changed = doit(root, cache, "top", BOTH, "GOAMD64=v3")
+    assert statuses(changed.stderr) == {
+        "leaf:amd64": "built",
+        "leaf:arm64": "built",
+        "mid:amd64": "built",
+        "mid:arm64": "built",
+        "top": "built",
+    }
+    (root / "src" / "leaf.txt").write_text("leaf\n")  # same bytes, new mtime
+    touched = doit(root, cache, "top", BOTH, "GOAMD64=v3")
+    assert set(statuses(touched.stderr).values()) == {"cached"}
+
+
+def test_clean_removes_outputs_but_keeps_the_cache(project):
+    root, cache = project
+    assert doit(root, cache, "top").returncode == 0
+    assert (root / "_out" / "top.txt").exists()
+    cleaned = doit(root, cache, "clean")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not [p for p in (root / "_out").iterdir() if not p.name.startswith(".")]
+    restored = doit(root, cache, "top")
+    assert set(statuses(restored.stderr).values()) == {"cached"}
+    assert (root / "_out" / "top.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "unknown target 'nope'"),
+        (["top", "PLATFORM=linux/riscv64"], "bad value 'linux/riscv64'"),
+        (["top", "GOAMD64=v9"], "accepted is one of v1, v2, v3, v4"),
+        (["top", "PUSH=maybe"], "variable PUSH"),
+        (["top", "NOSUCH=1"], "unknown variable 'NOSUCH'"),
+        (["leaf:riscv64"], "arch 'riscv64' of 'leaf:riscv64' is not in PLATFORM"),
+    ],
+)
+def test_bad_input_stops_before_anything_is_written(project, args, message):
+    root, cache = project
+    done = doit(root, cache, *args)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (root / "_out").exists()
+
+
+def test_broken_yaml_is_one_clear_message(project):
+    root, cache = project
+    path = root / "targets" / "graph.yaml"
+    path.write_text(path.read_text().replace("needs: [mid]", "needs: [mid"))
+    done = doit(root, cache, "top")
+    assert done.returncode != 0
+    assert "targets/graph.yaml:" in done.stderr and "broken YAML" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_failing_step_leaves_no_output_and_no_cache_entry(project):
+    root, cache = project
+    path = root / "targets" / "graph.yaml"
+    path.write_text(
+        path.read_text().replace("cat $SRCS >", "echo half > $OUT/leaf-$ARCH.txt; false;")
+    )
+    done = doit(root, cache, "leaf")
+    assert done.returncode != 0
+    assert "leaf:amd64: step shell failed: sh exited with status 1" in done.stdout + done.stderr
+    assert not (root / "_out").exists() or not list((root / "_out").iterdir())
+    assert not (cache / "ac").exists() or not list((cache / "ac").rglob("*"))
+
+
+def test_a_missing_tool_names_its_debian_package(project, tmp_path):
+    root, cache = project
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env_path = os.environ["PATH"]
+    os.environ["PATH"] = str(bare)
+    try:
+        done = doit(root, cache, "leaf")
+    finally:
+        os.environ["PATH"] = env_path
+    assert done.returncode != 0
+    assert "tool 'sh' is not installed" in done.stderr
+    assert "apt-get install dash" in done.stderr
+    assert not (root / "_out").exists()

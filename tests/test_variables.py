@@ -1,0 +1,87 @@
+"""The variables table: precedence, validation and the messages for bad input."""
+
+from pathlib import Path
+
+import pytest
+
+from buildgraph.errors import VariableError
+from buildgraph.variables import resolve
+
+ROOT = Path(".")
+
+
+def test_command_line_beats_environment_beats_default():
+    values = resolve({"GOAMD64": "v3"}, {"GOAMD64": "v1", "PUSH": "true"}, ROOT)
+    assert values["GOAMD64"] == "v3"
+    assert values["PUSH"] == "true"
+    assert values["INSTALLER_ARCH"] == "all"
+    assert values.origin("GOAMD64") == "given on the command line"
+    assert values.origin("PUSH") == "from the environment"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("PLATFORM", "linux/riscv64", "linux/amd64, linux/arm64"),
+        ("GOAMD64", "v9", "v1, v2, v3, v4"),
+        ("PUSH", "maybe", "true or false"),
+        ("INSTALLER_ARCH", "some", "all, targetarch"),
+        ("SOURCE_DATE_EPOCH", "yesterday", "non-negative integer"),
+        ("REGISTRY", "not a host!", "host[:port]"),
+        ("IMAGER_ARGS", "--extra-kernel-arg='unterminated", "shell-quoted"),
+    ],
+)
+def test_bad_value_names_variable_value_and_accepted(name, value, accepted):
+    with pytest.raises(VariableError) as caught:
+        resolve({name: value}, {}, ROOT)
+    message = str(caught.value)
+    assert name in message
+    assert repr(value) in message
+    assert accepted in message
+
+
+def test_bad_value_in_environment_says_so():
+    with pytest.raises(VariableError, match="from the environment for variable GOAMD64"):
+        resolve({}, {"GOAMD64": "v7"}, ROOT)
+
+
+def test_unknown_name_is_refused_with_a_suggestion():
+    with pytest.raises(VariableError) as caught:
+        resolve({"PLATFROM": "linux/amd64"}, {}, ROOT)
+    assert "unknown variable 'PLATFROM'" in str(caught.value)
+    assert "did you mean PLATFORM?" in str(caught.value)
+
+
+def test_platform_is_normalized_and_fans_out_in_order():
+    values = resolve({"PLATFORM": "linux/arm64, linux/amd64,linux/arm64"}, {}, ROOT)
+    assert values["PLATFORM"] == "linux/arm64,linux/amd64"
+    assert values.arches() == ["arm64", "amd64"]
+
+
+def test_package_variables_default_into_the_package_set():
+    packages = frozenset({"kernel", "base"})
+    values = resolve({"PKGS": "v1.2.3"}, {}, ROOT, {"PKGS_PREFIX": "ghcr.io/me"}, packages)
+    assert values["PKG_KERNEL"] == "ghcr.io/me/kernel:v1.2.3"
+    custom = resolve({"PKG_KERNEL": "127.0.0.1:5005/me/kernel:v1"}, {}, ROOT, {}, packages)
+    assert custom["PKG_KERNEL"] == "127.0.0.1:5005/me/kernel:v1"
+    with pytest.raises(VariableError, match="PKG_KERNEL"):
+        resolve({"PKG_KERNEL": "Not A Reference"}, {}, ROOT, {}, packages)
+
+
+def test_unrelated_pkg_variables_in_the_environment_are_ignored():
+    values = resolve({}, {"PKG_CONFIG_PATH": "/usr/lib/pkgconfig"}, ROOT, {}, frozenset({"kernel"}))
+    assert "PKG_CONFIG_PATH" not in values.given
+    with pytest.raises(VariableError, match="unknown variable 'PKG_NOPE'"):
+        resolve({"PKG_NOPE": "x/y:z"}, {}, ROOT, {}, frozenset({"kernel"}))
+
+
+def test_defaults_are_computed_only_when_read(tmp_path):
+    values = resolve({}, {}, tmp_path)
+    assert "TAG" not in values.read
+    assert values["TAG"] == "v0.0.0-dev"  # not a git checkout
+    assert "TAG" in values.read
+
+
+def test_registry_defaults_follow_registry():
+    values = resolve({"REGISTRY": "127.0.0.1:5005"}, {}, ROOT)
+    assert values["IMAGE_REGISTRY"] == "127.0.0.1:5005"
