@@ -216,7 +216,11 @@ class Session:
             outputs = {name: (value[0], value[1]) for name, value in entry["outputs"].items()}
             status = "cached"
         else:
-            outputs = self._execute(node, key, components)
+            try:
+                outputs = self._execute(node, key, components)
+            except BuildgraphError:
+                log.node(label, node.target, node.arch, key, "failed", time.monotonic() - started)
+                raise
             status = "built"
         if not self._place(node, outputs):
             raise BuildgraphError(f"{label}: the cache lost an output while placing it; run again")

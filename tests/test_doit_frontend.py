@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from project import doit, make_project, node_events, statuses
 
 pytestmark = pytest.mark.slow

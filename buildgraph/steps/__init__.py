@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import SpecError, StepFailedError
 
-BUILTIN_MODULES = ("shell", "concat")
+BUILTIN_MODULES = ("shell", "concat", "cmdline")
 
 
 @dataclass(frozen=True)

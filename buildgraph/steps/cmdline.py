@@ -1,0 +1,45 @@
+"""``cmdline``: the kernel command line of one platform and arch.
+
+Defaults, the platform's own arguments and the arch's consoles come from params
+(targets/ data); the user's ``--extra-kernel-arg`` values, from IMAGER_ARGS, edit them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import StepFailedError
+from ..kernelargs import Cmdline, extra_from_imager_args
+from . import StepContext, step
+
+PARAMS = ("platform", "platform_key", "defaults", "platform_args", "consoles", "extra")
+
+
+def _check(params: Mapping[str, Any]) -> None:
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown cmdline params {unknown}; known are {', '.join(PARAMS)}")
+    for name in ("platform", "platform_key"):
+        if not isinstance(params.get(name), str):
+            raise ValueError(f"the cmdline step needs params.{name}, a string")
+
+
+@step("cmdline", version=1, check=_check)
+def cmdline(ctx: StepContext) -> None:
+    """Write the kernel command line, edited by IMAGER_ARGS."""
+    params = ctx.params
+    key = params["platform_key"]
+    words = [
+        f"{key}={params['platform']}",
+        *params.get("consoles", {}).get(ctx.arch, []),
+        *params.get("defaults", []),
+        *params.get("platform_args", []),
+    ]
+    try:
+        extra = extra_from_imager_args(params.get("extra", ""))
+    except ValueError as err:
+        raise StepFailedError(str(err), hint="see `buildgraph vars` for IMAGER_ARGS") from None
+    line = Cmdline(words).apply(extra, overwrite=("console", key))
+    (name,) = ctx.outputs
+    ctx.output(name).write_text(f"{line}\n")
