@@ -49,7 +49,8 @@ def test_a_key_with_no_values_left_prints_nothing():
 
 def test_the_seed_example():
     extra = extra_from_imager_args(
-        "--extra-kernel-arg net.ifnames=0 --extra-kernel-arg=-console --extra-kernel-arg=console=ttyS1"
+        "--extra-kernel-arg net.ifnames=0 "
+        "--extra-kernel-arg=-console --extra-kernel-arg=console=ttyS1"
     )
     assert extra == ["net.ifnames=0", "-console", "console=ttyS1"]
     assert edit(*extra) == (
