@@ -10,32 +10,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import networkx as nx
 
 from . import steps
 from .errors import SpecError, UnknownTargetError
 from .hashing import Component, digest_bytes
+from .nodeplan import NodePlan
 from .specs import Specs, TargetSpec, substitute
 from .variables import Values
 
 _GLOB = set("*?[")
-
-
-class NodePlan(NamedTuple):
-    label: str
-    target: str
-    arch: str | None
-    step: str
-    params: dict[str, Any]
-    outputs: tuple[str, ...]
-    sources: tuple[str, ...]
-    deps: tuple[str, ...]
-    vars: tuple[str, ...]
-    tools: tuple[str, ...]
-    static: tuple[Component, ...]
-    doc: str
 
 
 def label_of(target: str, arch: str | None) -> str:

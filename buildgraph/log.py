@@ -16,8 +16,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import structlog
-
 _configured = False
 
 
@@ -26,6 +24,8 @@ def mode() -> str:
 
 
 def configure() -> None:
+    import structlog
+
     global _configured
     if _configured:
         return
@@ -50,14 +50,19 @@ def configure() -> None:
 
 
 def get() -> Any:
+    import structlog
+
     configure()
     return structlog.get_logger("buildgraph")
 
 
 def node(label: str, target: str, arch: str | None, key: str, status: str, seconds: float) -> None:
     """The one event every node of a goal gets."""
+    quiet = status == "cached" and mode() not in ("json", "debug")
+    if quiet:
+        return  # filtered anyway; skipping it keeps structlog off a no-op's path
     log = get()
-    emit = log.info if status == "built" or mode() == "json" else log.debug
+    emit = log.info if status != "cached" or mode() == "json" else log.debug
     emit(
         "node",
         target=target,

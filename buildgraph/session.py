@@ -22,9 +22,9 @@ from pathlib import Path
 
 from . import __version__, log, steps, tools
 from .errors import BuildgraphError, StepFailedError
-from .graph import NodePlan, compile_nodes, expand
 from .hashing import Component, FileDigests, digest_bytes, key_of
-from .specs import load_specs, spec_files
+from .nodeplan import NodePlan
+from .specs_files import spec_files
 from .state import State, load_marshal, save_marshal, workspace_dir
 from .store import Outputs, Store, default_cache_dir
 from .variables import BY_NAME, PKG_PATTERN, Values, resolve
@@ -74,6 +74,9 @@ class Session:
             )
             if _still_valid(cached, values, self.root):
                 return values, [NodePlan(*node) for node in cached["nodes"]], cached["goal"]
+        from .graph import compile_nodes, expand
+        from .specs import load_specs
+
         specs = load_specs(self.root)
         values = resolve(cmdline, environ, self.root, specs.variables, specs.packages)
         if not goal:

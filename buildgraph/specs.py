@@ -93,14 +93,6 @@ class Specs:
         )
 
 
-def spec_files(root: Path) -> list[Path]:
-    """The files whose contents define the graph, profiles included, sorted."""
-    base = root / "targets"
-    return sorted(
-        [*base.glob("*.yaml"), *base.glob("*/*.yaml")], key=lambda p: p.relative_to(root).as_posix()
-    )
-
-
 def load_specs(root: Path) -> Specs:
     """Load and validate every spec file under ``root/targets``."""
     specs = Specs(root=root)

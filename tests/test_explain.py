@@ -1,9 +1,10 @@
 """explain names what changed since a node's last build: old -> new."""
 
+from project import FIXED, build, make_project
+
 from buildgraph import steps
 from buildgraph.explain import explain
 from buildgraph.session import Session
-from project import FIXED, build, make_project
 
 SPECS = """
 targets:
