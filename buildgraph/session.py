@@ -117,7 +117,13 @@ class Session:
         for node in self.nodes:
             base = list(node.static)
             base.extend(("var", name, self.values[name]) for name in node.vars)
-            base.extend(("file", src, digests.digest(root + src)) for src in node.sources)
+            try:
+                base.extend(("file", src, digests.digest(root + src)) for src in node.sources)
+            except FileNotFoundError as err:
+                raise BuildgraphError(
+                    f"source {os.path.relpath(err.filename, self.root)} of {node.label} is missing",
+                    hint="restore the file, or remove it from the target's sources",
+                ) from None
             base.extend(("tool", t, self.tool_info[t][1]) for t in node.tools)
             self.base[node.label] = base
             if not all(dep in self.resolved for dep in node.deps):

@@ -180,3 +180,12 @@ def test_a_missing_tool_names_its_debian_package(project, tmp_path):
     assert "tool 'sh' is not installed" in done.stderr
     assert "apt-get install dash" in done.stderr
     assert not (root / "_out").exists()
+
+
+def test_a_deleted_source_is_named(project):
+    root, cache = project
+    assert doit(root, cache, "leaf").returncode == 0
+    (root / "src" / "leaf.txt").unlink()
+    done = doit(root, cache, "leaf")
+    assert done.returncode != 0
+    assert "src/leaf.txt" in done.stderr and "Traceback" not in done.stderr
