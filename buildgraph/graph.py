@@ -143,7 +143,7 @@ def compile_nodes(
                 params=params,
                 outputs=outputs,
                 sources=sources,
-                deps=tuple(sorted(graph.predecessors(label))),
+                deps=tuple(graph.predecessors(label)),  # in the order of needs
                 vars=spec.vars,
                 tools=step.tools,
                 static=tuple(static),

@@ -175,7 +175,7 @@ class Session:
         entry = self.store.get_action(key)
         if entry is None:
             return None
-        outputs = {name: (value[0], value[1]) for name, value in entry["outputs"].items()}
+        outputs = _declared_order(self.by_label[label], entry["outputs"])
         self.state.record(label, (key, outputs, components, now))
         return outputs
 
@@ -222,7 +222,7 @@ class Session:
         key = key_of(components)
         entry = self.store.get_action(key)
         if entry is not None:
-            outputs = {name: (value[0], value[1]) for name, value in entry["outputs"].items()}
+            outputs = _declared_order(node, entry["outputs"])
             status = "cached"
         else:
             try:
@@ -316,6 +316,15 @@ class Session:
         finally:
             self.finish()
         return dict(self.status)
+
+
+def _declared_order(node: NodePlan, stored: dict[str, list]) -> Outputs:
+    """Outputs in the order the spec declares them, whatever order the entry kept.
+
+    Steps see dependency outputs in this order, so it must not depend on whether a
+    dependency was built just now or found in the cache.
+    """
+    return {name: (stored[name][0], stored[name][1]) for name in node.outputs}
 
 
 def _fingerprint(root: Path) -> list:

@@ -1,0 +1,12 @@
+"""Shared test configuration."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+# Property tests: a quick default, more examples in CI (HYPOTHESIS_PROFILE=ci).
+settings.register_profile("default", max_examples=40, deadline=None)
+settings.register_profile("ci", max_examples=100, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

@@ -1,0 +1,61 @@
+"""The graph of a goal: fan-out over arches, dependency order, DOT and tree output."""
+
+import subprocess
+import sys
+
+from project import build, make_project
+
+SPECS = """
+targets:
+  b:
+    step: concat
+    params: {text: "b"}
+    outputs: [b.txt]
+  c:
+    step: concat
+    params: {text: "c"}
+    outputs: [c.txt]
+  k:
+    step: concat
+    per_arch: true
+    params: {text: "${ARCH}"}
+    outputs: ["k-${ARCH}.txt"]
+  top:
+    doc: joins c, then b, then every k
+    step: concat
+    needs: [c, b, {target: k, arches: all}]
+    outputs: [top.txt]
+"""
+
+
+def test_steps_see_dependencies_in_the_order_of_needs(tmp_path):
+    root = make_project(tmp_path / "repo", SPECS)
+    build(root, tmp_path / "cache", ["top"], PLATFORM="linux/arm64,linux/amd64")
+    assert (root / "_out" / "top.txt").read_text() == "cbarm64amd64"
+
+
+def _cli(root, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "buildgraph.cli", "-C", str(root), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"BUILDGRAPH_CACHE": str(root.parent / "cache"), "TAG": "v1", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_graph_prints_dot_and_a_tree(tmp_path):
+    root = make_project(tmp_path / "repo", SPECS)
+    dot = _cli(root, "graph", "top", "PLATFORM=linux/amd64,linux/arm64")
+    assert dot.returncode == 0, dot.stderr
+    assert dot.stdout.startswith("digraph buildgraph {")
+    assert '"top" -> "k:arm64";' in dot.stdout
+    tree = _cli(root, "graph", "--text", "top", "PLATFORM=linux/amd64,linux/arm64")
+    assert tree.stdout.splitlines() == ["top", "├── c", "├── b", "├── k:amd64", "└── k:arm64"]
+
+
+def test_cli_errors_are_one_message(tmp_path):
+    root = make_project(tmp_path / "repo", SPECS)
+    done = _cli(root, "graph", "nope")
+    assert done.returncode == 2
+    assert done.stderr.startswith("buildgraph: error: unknown target 'nope'")
