@@ -6,7 +6,8 @@ import os
 
 from hypothesis import settings
 
-# Property tests: a quick default, more examples in CI (HYPOTHESIS_PROFILE=ci).
+# Property tests: a quick default, more examples in CI (CI=true, or HYPOTHESIS_PROFILE=ci).
 settings.register_profile("default", max_examples=40, deadline=None)
 settings.register_profile("ci", max_examples=100, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if _ci else "default"))
