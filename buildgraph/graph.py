@@ -7,6 +7,8 @@ in a deterministic topological order. Only the goal's ancestors are ever expande
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,6 +94,32 @@ def _check_outputs(graph: nx.DiGraph, values: Values) -> None:
     owner: dict[str, str] = {}
     for label, data in graph.nodes(data=True):
         for out in output_names(data["spec"], data["arch"], values):
+            path = Path(out)
+            if (
+                not out
+                or path.is_absolute()
+                or ".." in path.parts
+                or any(len(part.encode()) > 200 for part in path.parts)
+            ):
+                raise SpecError(
+                    data["spec"].where,
+                    f"output {out!r} of {label} must be a relative path inside _out/ "
+                    "with names of at most 200 bytes",
+                )
+            clash = next(
+                (
+                    other
+                    for other in owner
+                    if other.startswith(out + "/") or out.startswith(other + "/")
+                ),
+                None,
+            )
+            if clash is not None:
+                raise SpecError(
+                    data["spec"].where,
+                    f"output {out!r} of {label} and output {clash!r} of {owner[clash]} "
+                    "cannot both exist: one is a directory of the other",
+                )
             if out in owner:
                 raise SpecError(
                     data["spec"].where,
@@ -132,8 +160,8 @@ def compile_nodes(
         static: list[Component] = [("step", step.name, str(step.version))]
         if arch:
             static.append(("arch", "", arch))
-        static.append(("outputs", "", ",".join(outputs)))
-        static.extend(("param", key, _short(params[key])) for key in sorted(params))
+        static.append(("outputs", "", json.dumps(outputs)))
+        static.extend(("param", key, _encode(params[key])) for key in sorted(params))
         plans.append(
             NodePlan(
                 label=label,
@@ -153,8 +181,9 @@ def compile_nodes(
     return plans, walked
 
 
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
+def _encode(value: Any) -> str:
+    """A param as canonical JSON (so False and "False" differ); long ones by digest."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= 64 and "\n" not in text else "#" + digest_bytes(text.encode())
 
 
@@ -169,10 +198,7 @@ def _expand_sources(
                 found.append(pattern)
                 continue
             if path.is_dir():
-                _walk(path, root, walked)
-                found.extend(
-                    sorted(p.relative_to(root).as_posix() for p in path.rglob("*") if p.is_file())
-                )
+                found.extend(_walk(path, root, walked))
                 continue
             raise SpecError(spec.where, f"target {spec.name!r}: source {pattern!r} does not exist")
         static = root
@@ -181,17 +207,52 @@ def _expand_sources(
                 break
             static = static / part
         _walk(static, root, walked)
-        matches = sorted(p.relative_to(root).as_posix() for p in root.glob(pattern) if p.is_file())
+        matches = sorted(
+            name
+            for name in glob.glob(pattern, root_dir=root, recursive=True)
+            if os.path.isfile(root / name) and not _ignored(Path(name).parts)
+        )
         if not matches:
             raise SpecError(
                 spec.where, f"target {spec.name!r}: source glob {pattern!r} matches no file"
             )
         found.extend(matches)
+    for name in found:
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            raise SpecError(
+                spec.where,
+                f"target {spec.name!r}: source {name.encode(errors='replace').decode()!r} "
+                "has a name that is not UTF-8; rename it",
+            ) from None
     return list(dict.fromkeys(found))
 
 
-def _walk(directory: Path, root: Path, walked: dict[str, int]) -> None:
-    """Remember the mtime of every directory below ``directory``: a new file changes one."""
-    for current, dirs, _files in os.walk(directory):
+def _ignored(parts: tuple[str, ...]) -> bool:
+    """Build outputs and hidden directories are never sources."""
+    return bool(parts) and (parts[0] == "_out" or any(p.startswith(".") for p in parts[:-1]))
+
+
+def _walk(directory: Path, root: Path, walked: dict[str, int]) -> list[str]:
+    """Files below ``directory``, remembering every directory's mtime: a new file changes one.
+
+    Symbolic links to directories are followed, as globs follow them, once each.
+    """
+    files: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for current, dirs, names in os.walk(directory, followlinks=True):
+        st = os.stat(current)
+        rel = os.path.relpath(current, root)
+        if (st.st_dev, st.st_ino) in seen or _ignored((*Path(rel).parts, "")):
+            dirs.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs.sort()
-        walked[os.path.relpath(current, root)] = os.stat(current).st_mtime_ns
+        walked[rel] = st.st_mtime_ns
+        files.extend(
+            Path(rel, name).as_posix()
+            for name in sorted(names)
+            if os.path.isfile(Path(current, name))
+        )
+    return files

@@ -42,11 +42,14 @@ class FileDigests:
 
     def __init__(self, table: dict[str, tuple[int, int, int, int, str]]) -> None:
         self.table = table
+        self.stamps: dict[str, tuple[int, int, int, int]] = {}
+        """What each file looked like when its digest was taken, in this run."""
         self.changed = False
         self._fresh_after = time.time_ns() - int(RACY_SECONDS * 1e9)
 
     def digest(self, path: str) -> str:
         st = os.stat(path)
+        self.stamps[path] = stamp(st)
         seen = self.table.get(path)
         if (
             seen is not None
@@ -63,3 +66,7 @@ class FileDigests:
             self.table.pop(path, None)
         self.changed = True
         return value
+
+
+def stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)

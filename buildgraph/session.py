@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import __version__, log, steps, tools
 from .errors import BuildgraphError, StepFailedError
-from .hashing import Component, FileDigests, digest_bytes, key_of
+from .hashing import Component, FileDigests, digest_bytes, key_of, stamp
 from .nodeplan import NodePlan
 from .specs_files import spec_files
 from .state import State, load_marshal, save_marshal, workspace_dir
@@ -56,6 +56,7 @@ class Session:
         self.resolved: dict[str, tuple[str, Outputs]] = {}
         self.status: dict[str, str] = {}
         self.tool_info: dict[str, tuple[str, str]] = {}
+        self.digests = FileDigests(self.state.files)
 
     # -- compiling -------------------------------------------------------------
     def _compile(
@@ -66,9 +67,9 @@ class Session:
             json.dumps([goal, sorted(cmdline.items()), sorted(relevant_env.items())]).encode()
         )
         plan_path = self.state.directory / "plans" / plan_id
-        fingerprint = _fingerprint(self.root)
         cached = load_marshal(plan_path)
-        if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
+        known = cached.get("read", []) if isinstance(cached, dict) else []
+        if isinstance(cached, dict) and cached.get("fingerprint") == _fingerprint(self.root, known):
             values = resolve(
                 cmdline, environ, self.root, cached["data_defaults"], frozenset(cached["packages"])
             )
@@ -89,10 +90,12 @@ class Session:
         graph, roots = expand(specs, values, goal)
         nodes, walked = compile_nodes(graph, values, self.root)
         read = {name: values[name] for name in sorted(values.read)}
+        read_files = sorted(str(path) for path in specs.files)
         save_marshal(
             plan_path,
             {
-                "fingerprint": fingerprint,
+                "fingerprint": _fingerprint(self.root, read_files),
+                "read": read_files,
                 "data_defaults": specs.variables,
                 "packages": sorted(specs.packages),
                 "vars": read,
@@ -112,7 +115,7 @@ class Session:
         self.store.reap_scratch()
         needed_by = {t: n.label for n in self.nodes for t in n.tools}
         self.tool_info = tools.resolve(needed_by, self.state.tools, needed_by)
-        digests = FileDigests(self.state.files)
+        digests = self.digests
         root = str(self.root) + os.sep
         for node in self.nodes:
             base = list(node.static)
@@ -249,12 +252,14 @@ class Session:
             out_dir = scratch / "out"
             out_dir.mkdir()
             inputs = {dep: self._link_inputs(scratch / "in" / dep, dep) for dep in node.deps}
+            sources = [str(self.root / src) for src in node.sources]
+            self._check_sources(node, sources, "since the build was planned")
             with log.progress(node.label) as say:
                 ctx = steps.StepContext(
                     params=node.params,
                     arch=node.arch,
                     root=self.root,
-                    sources=[self.root / src for src in node.sources],
+                    sources=[Path(src) for src in sources],
                     inputs=inputs,
                     out_dir=out_dir,
                     outputs=node.outputs,
@@ -271,25 +276,38 @@ class Session:
                     raise StepFailedError(
                         f"{node.label}: step {node.step} crashed: {type(err).__name__}: {err}"
                     ) from err
-            produced = {
-                p.relative_to(out_dir).as_posix()
-                for p in out_dir.rglob("*")
-                if p.is_file() or p.is_symlink()
-            }
-            missing = sorted(set(node.outputs) - produced)
-            extra = sorted(produced - set(node.outputs))
-            if missing or extra:
-                raise StepFailedError(
-                    f"{node.label}: step {node.step} "
-                    + (f"did not write {', '.join(missing)}" if missing else "")
-                    + ("; " if missing and extra else "")
-                    + (f"wrote undeclared {', '.join(extra)}" if extra else "")
-                )
+            self._check_sources(node, sources, "while its step ran")
+            for dep in node.deps:
+                for name, (digest, _size) in self._dep_result(dep)[1].items():
+                    if not self.store.has_object(digest):
+                        raise StepFailedError(
+                            f"{node.label}: step {node.step} modified its input {dep}/{name}",
+                            hint="inputs are shared with the cache: write to $OUT instead",
+                        )
+            _check_produced(node, out_dir)
             outputs = {name: self.store.put_file(out_dir / name) for name in node.outputs}
             self.store.put_action(key, outputs, components)
             return outputs
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _check_sources(self, node: NodePlan, sources: list[str], when: str) -> None:
+        """A source edited after its digest was taken would key the wrong bytes.
+
+        ctime is left out: a step that hard-links a source changes it, not the bytes.
+        """
+        for path in sources:
+            try:
+                ino, _ctime, mtime, size = stamp(os.stat(path))
+                now: tuple | None = (ino, mtime, size)
+            except OSError:
+                now = None
+            then = self.digests.stamps.get(path)
+            if then is None or now != (then[0], then[2], then[3]):
+                raise StepFailedError(
+                    f"{node.label}: source {os.path.relpath(path, self.root)} changed {when}",
+                    hint="run the build again",
+                )
 
     def _link_inputs(self, directory: Path, dep: str) -> dict[str, Path]:
         """Dependency outputs under their own names, hard-linked from the CAS."""
@@ -318,6 +336,35 @@ class Session:
         return dict(self.status)
 
 
+def _check_produced(node: NodePlan, out_dir: Path) -> None:
+    """The step must leave exactly its declared outputs, as regular files."""
+    produced = {}
+    for path in out_dir.rglob("*"):
+        if path.is_symlink() or not path.is_dir():
+            produced[path.relative_to(out_dir).as_posix()] = path
+    problems = []
+    missing = sorted(set(node.outputs) - set(produced))
+    extra = sorted(set(produced) - set(node.outputs))
+    links = sorted(
+        name for name, path in produced.items() if name in node.outputs and path.is_symlink()
+    )
+    odd = sorted(
+        name
+        for name, path in produced.items()
+        if name in node.outputs and not path.is_symlink() and not path.is_file()
+    )
+    if missing:
+        problems.append(f"did not write {', '.join(missing)}")
+    if extra:
+        problems.append(f"wrote undeclared {', '.join(extra)}")
+    if links:
+        problems.append(f"wrote {', '.join(links)} as symbolic links, not files")
+    if odd:
+        problems.append(f"wrote {', '.join(odd)} as special files, not regular files")
+    if problems:
+        raise StepFailedError(f"{node.label}: step {node.step} " + "; ".join(problems))
+
+
 def _declared_order(node: NodePlan, stored: dict[str, list]) -> Outputs:
     """Outputs in the order the spec declares them, whatever order the entry kept.
 
@@ -327,16 +374,24 @@ def _declared_order(node: NodePlan, stored: dict[str, list]) -> Outputs:
     return {name: (stored[name][0], stored[name][1]) for name in node.outputs}
 
 
-def _fingerprint(root: Path) -> list:
+def _fingerprint(root: Path, read: list[str]) -> list:
+    """Stats of the engine's code, the spec files there are, and every file a compile read.
+
+    ctime is in, so that an edit which restores size and mtime still counts.
+    """
     engine = Path(__file__).parent
-    stamps = [("engine", __version__)]
-    for path in [
-        *spec_files(root),
-        *sorted(engine.glob("*.py")),
-        *sorted(engine.glob("steps/*.py")),
-    ]:
-        st = path.stat()
-        stamps.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+    paths = sorted(
+        {*map(str, spec_files(root)), *read}
+        | {str(p) for p in [*engine.glob("*.py"), *engine.glob("steps/*.py")]}
+    )
+    stamps: list = [("engine", __version__)]
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            stamps.append((path, None))
+            continue
+        stamps.append((path, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
     return stamps
 
 

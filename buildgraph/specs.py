@@ -71,6 +71,7 @@ class Specs:
     variables: dict[str, str] = field(default_factory=dict)
     packages: frozenset[str] = frozenset()
     files: list[Path] = field(default_factory=list)
+    """Every file and profile directory read: the compiled plan is valid while they are."""
 
     def resolve(self, name: str) -> TargetSpec:
         """The spec of target ``name``; an unknown name lists what exists."""
@@ -162,6 +163,7 @@ def _expand_pattern(specs: Specs, name: str, rel: str, body: LDict, parent: LDic
             where(rel, body, "profiles"), f"profile directory targets/{directory} is missing"
         )
     stems = []
+    specs.files.append(profile_dir)
     for path in sorted(profile_dir.glob("*.yaml")):
         stem = path.stem
         profile_rel = path.relative_to(specs.root).as_posix()
@@ -210,9 +212,9 @@ def _target(
             raise SpecError(where(rel, body, "outputs"), f"output {out!r} must stay inside _out/")
     sources = _strings(body.get("sources", []), rel, body, "sources")
     declared = _strings(body.get("vars", []), rel, body, "vars")
-    needs = tuple(_need(item, rel, body, i) for i, item in enumerate(body.get("needs", []) or []))
     if not isinstance(body.get("needs", []) or [], list):
         raise SpecError(where(rel, body, "needs"), "needs must be a list")
+    needs = tuple(_need(item, rel, body, i) for i, item in enumerate(body.get("needs", []) or []))
     referenced = set(declared)
     for text, key in [
         *_texts(params, "params"),
@@ -220,7 +222,7 @@ def _target(
         *((s, "sources") for s in sources),
         *((n.arches, "needs") for n in needs),
     ]:
-        for ref in _REF.findall(text):
+        for ref in _REF.findall(text.replace("$$", "")):
             if ref == "ARCH" and not per_arch:
                 raise SpecError(
                     where(rel, body, key), f"${{ARCH}} in target {name!r}, which is not per_arch"

@@ -6,8 +6,9 @@ stat, each node's last key, outputs and input components (what ``explain`` compa
 against), and what was materialized into ``_out/``. Losing it costs time, never
 correctness.
 
-Node results written by doit worker processes land in ``journal/`` and are folded in
-by the next process that saves the state.
+Node results are also journaled, one directory per run, as each node finishes: doit's
+worker processes cannot share memory with the run that planned them, and a killed run
+must lose nothing it finished. Saving the state folds journals in and removes them.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from .hashing import digest_bytes
-from .store import atomic_write
+from .store import atomic_write, process_alive
 
 FORMAT = 1
 
@@ -32,7 +35,8 @@ class State:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / "state"
-        self.journal = directory / "journal"
+        self.session = directory / "journal" / f"{os.getpid()}-{time.time_ns()}"
+        """This run's journal; forked workers write into it too."""
         data = _load(self.path)
         self.files: dict[str, tuple] = data.get("files", {})
         self.nodes: dict[str, tuple] = data.get("nodes", {})
@@ -41,7 +45,8 @@ class State:
         """_out name -> (digest, ino, mtime_ns, size)"""
         self.tools: dict[str, tuple] = data.get("tools", {})
         self.dirty = False
-        self.fold_journal()
+        self._merged: list[Path] = []
+        self._merge(finished_only=True)
 
     def record(self, label: str, result: tuple) -> None:
         self.nodes[label] = result
@@ -50,41 +55,55 @@ class State:
     def write_journal(self, label: str, result: tuple, placed: dict[str, tuple]) -> None:
         """Record a node result from any process; durable before the step reports done."""
         name = digest_bytes(label.encode())[:24]
-        atomic_write(self.journal / name, marshal.dumps((label, result, placed)))
+        atomic_write(self.session / name, marshal.dumps((label, result, placed)))
 
     def read_journal(self, label: str) -> tuple | None:
-        """(result, placed) of ``label`` as a worker process journaled it, or None."""
+        """(result, placed) of ``label`` as a worker of this run journaled it, or None."""
         try:
-            data = (self.journal / digest_bytes(label.encode())[:24]).read_bytes()
+            data = (self.session / digest_bytes(label.encode())[:24]).read_bytes()
         except OSError:
             return None
         return marshal.loads(data)[1:]
 
-    def fold_journal(self) -> None:
-        if not self.journal.is_dir():
+    def _merge(self, finished_only: bool) -> None:
+        """Take in the journals of runs that ended (killed ones too), and this run's own.
+
+        A journal is deleted only once a saved state holds what it said.
+        """
+        journal = self.session.parent
+        if not journal.is_dir():
             return
-        for entry in sorted(self.journal.iterdir()):
-            with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
-                label, result, placed = marshal.loads(entry.read_bytes())
-                self.nodes[label] = result
-                self.placed.update(placed)
-                self.dirty = True
-            with contextlib.suppress(OSError):
-                entry.unlink()
+        for run in sorted(journal.iterdir()):
+            mine = run == self.session
+            if run in self._merged or (mine and finished_only):
+                continue
+            pid = run.name.split("-", 1)[0]
+            if not mine and pid.isdigit() and process_alive(int(pid)):
+                continue
+            for entry in sorted(run.iterdir()):
+                with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
+                    label, result, placed = marshal.loads(entry.read_bytes())
+                    self.nodes[label] = result
+                    self.placed.update(placed)
+                    self.dirty = True
+            if not mine:
+                self._merged.append(run)
 
     def save(self, force: bool = False) -> None:
-        self.fold_journal()
-        if not (self.dirty or force):
-            return
-        data = {
-            "format": FORMAT,
-            "files": self.files,
-            "nodes": self.nodes,
-            "placed": self.placed,
-            "tools": self.tools,
-        }
-        atomic_write(self.path, marshal.dumps(data))
-        self.dirty = False
+        self._merge(finished_only=False)
+        if self.dirty or force:
+            data = {
+                "format": FORMAT,
+                "files": self.files,
+                "nodes": self.nodes,
+                "placed": self.placed,
+                "tools": self.tools,
+            }
+            atomic_write(self.path, marshal.dumps(data))
+            self.dirty = False
+        for run in [*self._merged, self.session]:
+            shutil.rmtree(run, ignore_errors=True)
+        self._merged = []
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -104,8 +123,3 @@ def load_marshal(path: Path) -> Any:
 
 def save_marshal(path: Path, value: Any) -> None:
     atomic_write(path, marshal.dumps(value))
-
-
-def unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)

@@ -9,6 +9,12 @@ Layout under the cache directory (``BUILDGRAPH_CACHE``, else the XDG cache)::
 
 Every write is a temp file plus rename, and an AC entry is written only after all
 the objects it names are in place, so a killed build leaves nothing that looks valid.
+
+Objects are hard-linked into ``_out/`` and into steps' input directories, so a write
+through such a link would change the cache. Every object therefore carries a fixed
+mtime, which any write replaces: an object whose mtime is not :data:`SEALED` has been
+tampered with, and is dropped instead of served. An executable output keeps its mode;
+its digest ends in ``-x``, so mode is part of its identity.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ from .hashing import digest_file
 
 Outputs = dict[str, tuple[str, int]]
 """Output name -> (digest, size)."""
+
+SEALED = 1_000_000_000
+"""The mtime (ns) of every object in the CAS; a write through a hard link changes it."""
+EXECUTABLE = "-x"
 
 
 def default_cache_dir() -> Path:
@@ -101,36 +111,58 @@ class Store:
         return self.cas / digest[:2] / digest
 
     def has_object(self, digest: str) -> bool:
-        return os.path.exists(self.cas / digest[:2] / digest)
+        """True if the object is present and sealed; a tampered one is dropped."""
+        path = self.cas / digest[:2] / digest
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_mtime_ns == SEALED:
+            return True
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return False
 
     def put_file(self, path: Path) -> tuple[str, int]:
-        """Move ``path`` into the CAS; returns its (digest, size)."""
-        digest = digest_file(path)
-        size = path.stat().st_size
+        """Move the regular file ``path`` into the CAS; returns its (digest, size)."""
+        st = os.lstat(path)
+        digest = digest_file(path) + (EXECUTABLE if st.st_mode & 0o111 else "")
         target = self.object_path(digest)
-        if target.exists():
+        if self.has_object(digest):
             path.unlink()
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(path, 0o444)
+            if st.st_nlink > 1:  # the step linked something in: take a copy of our own
+                private = path.with_name(path.name + ".own")
+                shutil.copyfile(path, private)
+                os.replace(private, path)
+            os.chmod(path, 0o555 if digest.endswith(EXECUTABLE) else 0o444)
+            os.utime(path, ns=(SEALED, SEALED))
             os.replace(path, target)
-        return digest, size
+        return digest, st.st_size
 
     def materialize(self, digest: str, dest: Path) -> os.stat_result:
-        """Put object ``digest`` at ``dest`` (hard link, else copy), atomically."""
+        """Put object ``digest`` at ``dest`` (hard link, else copy), atomically.
+
+        Raises FileNotFoundError when the object is missing or was tampered with.
+        """
+        if not self.has_object(digest):
+            raise FileNotFoundError(f"cache object {digest} is missing")
         dest.parent.mkdir(parents=True, exist_ok=True)
         source = self.object_path(digest)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        tmp = dest.parent / f".bg-{os.getpid()}-{next(self._scratch)}.tmp"
         try:
-            os.link(source, tmp)
-        except OSError as err:
-            if not source.exists():
-                raise FileNotFoundError(f"cache object {digest} is missing") from err
-            shutil.copyfile(source, tmp)
-            os.chmod(tmp, 0o444)
-        os.replace(tmp, dest)
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+                os.chmod(tmp, 0o555 if digest.endswith(EXECUTABLE) else 0o444)
+                os.utime(tmp, ns=(SEALED, SEALED))
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return dest.stat()
 
     # -- actions ---------------------------------------------------------------
@@ -179,7 +211,7 @@ class Store:
             return
         for entry in self.tmp.iterdir():
             pid = entry.name.split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
 
     # -- maintenance -----------------------------------------------------------
@@ -240,7 +272,7 @@ def _files(base: Path):
                 yield from (p for p in shard.iterdir() if not p.name.startswith("."))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -60,14 +60,33 @@ def resolve(
         if seen is not None and tuple(seen[:4]) == stamp:
             found[tool] = (path, seen[4])
             continue
-        version = _dpkg_version(PACKAGES.get(tool)) or "sha:" + digest_file(path)[:16]
+        version = _dpkg_version(PACKAGES.get(tool), path) or "sha:" + digest_file(path)[:16]
         cache[tool] = (*stamp, version)
         found[tool] = (path, version)
     return found
 
 
-def _dpkg_version(package: str | None) -> str | None:
+def _dpkg_version(package: str | None, path: str) -> str | None:
+    """``<package> <version>`` if dpkg says ``path`` is that package's file, else None.
+
+    A tool of the same name from elsewhere (/usr/local, a venv) is keyed by its digest.
+    """
     if package is None or shutil.which("dpkg-query") is None:
+        return None
+    real = os.path.realpath(path)
+    candidates = {real}
+    for merged in ("/bin/", "/sbin/", "/lib/"):
+        if real.startswith("/usr" + merged):
+            candidates.add(real[len("/usr") :])
+    owners = subprocess.run(
+        ["dpkg-query", "-S", *sorted(candidates)], capture_output=True, text=True, check=False
+    )
+    owned = any(
+        package in (name.strip() for name in line.split(":", 1)[0].split(","))
+        for line in owners.stdout.splitlines()
+        if not line.startswith("diversion")
+    )
+    if not owned:
         return None
     done = subprocess.run(
         ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False
