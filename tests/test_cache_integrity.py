@@ -10,9 +10,9 @@ import threading
 import time
 
 import pytest
+from project import build, make_project
 
 from buildgraph.errors import SpecError, StepFailedError
-from project import build, make_project
 
 CHAIN = """
 targets:
@@ -52,10 +52,11 @@ def test_a_step_that_edits_its_input_fails_and_the_cache_survives(tmp_path):
     cache = tmp_path / "cache"
     spec = CHAIN.replace(
         'step: concat\n    needs: [leaf]\n    params: {text: "${GOAMD64}"}',
-        'step: shell\n    needs: [leaf]\n    params: {script: "chmod +w $DEPS; echo x >> $DEPS; cp $DEPS $OUT/top.txt"}',
+        "step: shell\n    needs: [leaf]\n"
+        '    params: {script: "chmod +w $DEPS; echo x >> $DEPS; cp $DEPS $OUT/top.txt"}',
     )
     root = make_project(tmp_path / "one", spec, {"src/a.txt": "a\n"})
-    with pytest.raises(StepFailedError, match="top: step shell modified its input leaf/leaf.txt"):
+    with pytest.raises(StepFailedError, match=r"top: step shell modified its input leaf/leaf\.txt"):
         build(root, cache, ["top"])
     assert build(root, cache, ["leaf"]) == {"leaf": "built"}
     assert (root / "_out" / "leaf.txt").read_text() == "a\n"
@@ -72,7 +73,7 @@ def test_a_symlink_output_is_refused_and_the_source_untouched(tmp_path):
     """
     root = make_project(tmp_path / "repo", spec, {"src/a.txt": "a\n"})
     mode = (root / "src" / "a.txt").stat().st_mode
-    with pytest.raises(StepFailedError, match="wrote top.txt as symbolic links"):
+    with pytest.raises(StepFailedError, match=r"wrote top\.txt as symbolic links"):
         build(root, tmp_path / "cache", ["top"])
     assert (root / "src" / "a.txt").stat().st_mode == mode
 
@@ -165,8 +166,9 @@ def test_an_edited_profile_in_a_nested_directory_is_seen(tmp_path):
     cache = tmp_path / "cache"
     build(root, cache, ["image-aws"])
     (root / "targets" / "profiles" / "cloud" / "aws.yaml").write_text("size: 2\n")
-    from buildgraph.session import Session
     from project import FIXED
+
+    from buildgraph.session import Session
 
     session = Session(root, ["image-aws"], FIXED, environ={}, cache_dir=cache)
     assert session.nodes[0].params["profile"] == {"size": 2}
@@ -214,7 +216,7 @@ def test_a_source_edited_while_its_step_runs_is_not_cached(tmp_path):
 
     editor = threading.Thread(target=edit)
     editor.start()
-    with pytest.raises(StepFailedError, match="source src/a.txt changed while its step ran"):
+    with pytest.raises(StepFailedError, match=r"source src/a\.txt changed while its step ran"):
         build(root, cache, ["top"])
     editor.join()
     assert not list((cache / "ac").rglob("*")) if (cache / "ac").exists() else True
