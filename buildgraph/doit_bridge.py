@@ -37,7 +37,10 @@ class Loader(DodoTaskLoader):
         config = dict(self.namespace.get("DOIT_CONFIG", {}))
         state_dir = workspace_dir(default_cache_dir(), self._root())
         state_dir.mkdir(parents=True, exist_ok=True)
-        config.setdefault("dep_file", str(state_dir / "doit.db"))
+        # Buildgraph's tasks have no doit dependencies; doit only records that they ran.
+        # sqlite reads nothing up front, where dbm.dumb parses every entry at start-up.
+        config.setdefault("dep_file", str(state_dir / "doit.sqlite"))
+        config.setdefault("backend", "sqlite3")
         return config
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Task]:

@@ -37,16 +37,16 @@ def explain(session: Session) -> Iterator[str]:
 def reasons(session: Session, label: str) -> list[str]:
     node = session.by_label[label]
     waiting = [dep for dep in node.deps if session.status.get(dep) == "run"]
-    now = list(session.base[label])
-    for dep in node.deps:
-        if dep not in waiting:
-            _key, outputs = session.resolved[dep]
-            now.extend(("dep", f"{dep}/{name}", outputs[name][0]) for name in sorted(outputs))
+    now = session.components(node, known_only=True)
     last = session.state.nodes.get(label)
     found = [f"upstream {dep} would run first" for dep in waiting]
     if last is None:
         return [*found, "never built in this checkout"]
-    found.extend(_diff(last[2], now, skip={dep for dep in waiting}))
+    entry = session.store.get_action(last[0])
+    if entry is None:
+        return [*found, "its last build is no longer in the cache: what changed is unknown"]
+    before = [tuple(component) for component in entry["components"]]
+    found.extend(_diff(before, now, skip=set(waiting)))
     if not found:
         if key_of(now) == last[0]:
             found.append("same inputs as its last build, but the cache no longer holds the result")

@@ -18,7 +18,7 @@ import networkx as nx
 
 from . import steps
 from .errors import SpecError, UnknownTargetError
-from .hashing import Component, digest_bytes
+from .hashing import Component, digest_bytes, encode
 from .nodeplan import NodePlan
 from .specs import Specs, TargetSpec, substitute
 from .variables import Values
@@ -92,6 +92,8 @@ def _dep_labels(
 
 def _check_outputs(graph: nx.DiGraph, values: Values) -> None:
     owner: dict[str, str] = {}
+    directories: dict[str, str] = {}
+    """Each directory some output lies in -> that output."""
     for label, data in graph.nodes(data=True):
         for out in output_names(data["spec"], data["arch"], values):
             path = Path(out)
@@ -106,20 +108,17 @@ def _check_outputs(graph: nx.DiGraph, values: Values) -> None:
                     f"output {out!r} of {label} must be a relative path inside _out/ "
                     "with names of at most 200 bytes",
                 )
-            clash = next(
-                (
-                    other
-                    for other in owner
-                    if other.startswith(out + "/") or out.startswith(other + "/")
-                ),
-                None,
-            )
+            clash = next((d for d in _parents(out) if d in owner), None)
+            if clash is None and out in directories:
+                clash = directories[out]
             if clash is not None:
                 raise SpecError(
                     data["spec"].where,
                     f"output {out!r} of {label} and output {clash!r} of {owner[clash]} "
                     "cannot both exist: one is a directory of the other",
                 )
+            for parent in _parents(out):
+                directories.setdefault(parent, out)
             if out in owner:
                 raise SpecError(
                     data["spec"].where,
@@ -127,6 +126,11 @@ def _check_outputs(graph: nx.DiGraph, values: Values) -> None:
                     hint="give each target its own output names (use ${ARCH} in per-arch ones)",
                 )
             owner[out] = label
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _lookup(spec: TargetSpec, arch: str | None, values: Values) -> dict[str, str]:
@@ -175,6 +179,7 @@ def compile_nodes(
                 vars=spec.vars,
                 tools=step.tools,
                 static=tuple(static),
+                static_encoded=encode(static),
                 doc=spec.doc,
             )
         )

@@ -16,6 +16,7 @@ import xxhash
 RACY_SECONDS = 2.0
 """Files younger than this when first seen are re-hashed next time: coarse clocks."""
 
+RS, US = "\x1e", "\x1f"
 Component = tuple[str, str, str]
 """One input of a key: (kind, name, value), e.g. ("var", "GOAMD64", "v3")."""
 
@@ -32,9 +33,21 @@ def digest_file(path: str | os.PathLike[str]) -> str:
     return hasher.hexdigest()
 
 
+def encode(components: Iterable[Component]) -> str:
+    """Components in a fixed, unambiguous text form; joining two encodings with RS
+    gives the encoding of the concatenated lists, which lets a planner key a node from
+    pieces it encoded once."""
+    return RS.join(US.join(c) for c in components)
+
+
 def key_of(components: Iterable[Component]) -> str:
-    """The key of a node: xxh3-128 over its components in a fixed, unambiguous encoding."""
-    return xxhash.xxh3_128_hexdigest("\x1e".join("\x1f".join(c) for c in components).encode())
+    """The key of a node: xxh3-128 over its encoded components."""
+    return xxhash.xxh3_128_hexdigest(encode(components).encode())
+
+
+def key_of_encoded(parts: list[str]) -> str:
+    """The same key, from already encoded non-empty pieces in component order."""
+    return xxhash.xxh3_128_hexdigest(RS.join(parts).encode())
 
 
 class FileDigests:

@@ -56,6 +56,11 @@ def get() -> Any:
     return structlog.get_logger("buildgraph")
 
 
+def wants_cached() -> bool:
+    """Whether cached nodes are logged at all (JSON, debug); the console only counts them."""
+    return mode() in ("json", "debug")
+
+
 def node(label: str, target: str, arch: str | None, key: str, status: str, seconds: float) -> None:
     """The one event every node of a goal gets."""
     quiet = status == "cached" and mode() not in ("json", "debug")

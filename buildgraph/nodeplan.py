@@ -22,4 +22,5 @@ class NodePlan(NamedTuple):
     vars: tuple[str, ...]
     tools: tuple[str, ...]
     static: tuple[Component, ...]
+    static_encoded: str
     doc: str

@@ -22,7 +22,16 @@ from pathlib import Path
 
 from . import __version__, log, steps, tools
 from .errors import BuildgraphError, StepFailedError
-from .hashing import Component, FileDigests, digest_bytes, key_of, stamp
+from .hashing import (
+    US,
+    Component,
+    FileDigests,
+    digest_bytes,
+    encode,
+    key_of,
+    key_of_encoded,
+    stamp,
+)
 from .nodeplan import NodePlan
 from .specs_files import spec_files
 from .state import State, load_marshal, save_marshal, workspace_dir
@@ -45,6 +54,7 @@ class Session:
     ) -> None:
         self.root = Path(root).resolve()
         self.out = self.root / "_out"
+        self.out_prefix = f"{self.out}{os.sep}"
         self.store = Store(cache_dir or default_cache_dir())
         self.state = State(workspace_dir(self.store.root, self.root))
         self.values, self.nodes, self.goal = self._compile(
@@ -52,8 +62,9 @@ class Session:
         )
         self.order = [node.label for node in self.nodes]
         self.by_label = {node.label: node for node in self.nodes}
-        self.base: dict[str, list[Component]] = {}
+        self.source_digests: dict[str, str] = {}
         self.resolved: dict[str, tuple[str, Outputs]] = {}
+        self.dep_encoded: dict[str, str] = {}
         self.status: dict[str, str] = {}
         self.tool_info: dict[str, tuple[str, str]] = {}
         self.digests = FileDigests(self.state.files)
@@ -117,46 +128,73 @@ class Session:
         self.tool_info = tools.resolve(needed_by, self.state.tools, needed_by)
         digests = self.digests
         root = str(self.root) + os.sep
+        shared: dict[tuple[str, ...], str] = {}
+        """Encoded vars and tools, by the names a node reads: most nodes share a few sets."""
         for node in self.nodes:
-            base = list(node.static)
-            base.extend(("var", name, self.values[name]) for name in node.vars)
+            parts = [node.static_encoded]
+            if node.vars:
+                parts.append(self._shared_encoding(shared, "var", node.vars))
             try:
-                base.extend(("file", src, digests.digest(root + src)) for src in node.sources)
+                for src in node.sources:
+                    digest = self.source_digests[src] = digests.digest(root + src)
+                    parts.append(f"file{US}{src}{US}{digest}")
             except FileNotFoundError as err:
                 raise BuildgraphError(
                     f"source {os.path.relpath(err.filename, self.root)} of {node.label} is missing",
                     hint="restore the file, or remove it from the target's sources",
                 ) from None
-            base.extend(("tool", t, self.tool_info[t][1]) for t in node.tools)
-            self.base[node.label] = base
+            if node.tools:
+                parts.append(self._shared_encoding(shared, "tool", node.tools))
             if not all(dep in self.resolved for dep in node.deps):
                 self.status[node.label] = "run"
                 continue
-            components = self._components(node)
-            key = key_of(components)
-            outputs = self._lookup(node.label, key, components)
+            parts.extend(self.dep_encoded[dep] for dep in node.deps if self.dep_encoded[dep])
+            key = key_of_encoded(parts)
+            outputs = self._lookup(node.label, key)
             if outputs is not None and (dry or self._place(node, outputs)):
-                self.resolved[node.label] = (key, outputs)
+                self._resolve(node.label, key, outputs)
                 self.status[node.label] = "cached"
             else:
                 self.status[node.label] = "run"
         self.state.dirty |= digests.changed
         self._demand_objects()
-        if not dry:
+        if not dry and log.wants_cached():
             for label in self.order:
                 if self.status[label] == "cached":
                     node = self.by_label[label]
                     log.node(label, node.target, node.arch, self.resolved[label][0], "cached", 0.0)
         return [label for label in self.order if self.status[label] == "run"]
 
-    def _components(self, node: NodePlan) -> list[Component]:
-        components = list(self.base[node.label])
+    def _shared_encoding(self, shared: dict, kind: str, names: tuple[str, ...]) -> str:
+        encoded = shared.get((kind, *names))
+        if encoded is None:
+            encoded = shared[(kind, *names)] = encode(self._runtime(kind, names))
+        return encoded
+
+    def _runtime(self, kind: str, names: tuple[str, ...]) -> list[Component]:
+        if kind == "var":
+            return [("var", name, self.values[name]) for name in names]
+        return [("tool", name, self.tool_info[name][1]) for name in names]
+
+    def components(self, node: NodePlan, known_only: bool = False) -> list[Component]:
+        """Every input of a node, in key order (the planner encodes the same, in pieces).
+
+        ``known_only`` leaves out dependencies that have not been resolved yet.
+        """
+        components = list(node.static)
+        components += self._runtime("var", node.vars)
+        components += [("file", src, self.source_digests[src]) for src in node.sources]
+        components += self._runtime("tool", node.tools)
         for dep in node.deps:
+            if known_only and dep not in self.resolved:
+                continue
             _key, outputs = self._dep_result(dep)
-            components.extend(
-                ("dep", f"{dep}/{name}", outputs[name][0]) for name in sorted(outputs)
-            )
+            components += _dep_components(dep, outputs)
         return components
+
+    def _resolve(self, label: str, key: str, outputs: Outputs) -> None:
+        self.resolved[label] = (key, outputs)
+        self.dep_encoded[label] = encode(_dep_components(label, outputs))
 
     def _dep_result(self, dep: str) -> tuple[str, Outputs]:
         found = self.resolved.get(dep)
@@ -164,39 +202,39 @@ class Session:
             journaled = self.state.read_journal(dep)
             if journaled is None:
                 raise BuildgraphError(f"the result of {dep} is missing; run the build again")
-            found = self.resolved[dep] = (journaled[0][0], journaled[0][1])
+            self._resolve(dep, journaled[0][0], journaled[0][1])
+            found = self.resolved[dep]
         return found
 
-    def _lookup(self, label: str, key: str, components: list[Component]) -> Outputs | None:
+    def _lookup(self, label: str, key: str) -> Outputs | None:
         last = self.state.nodes.get(label)
         now = int(time.time())
         if last is not None and last[0] == key:
-            if now - last[3] > TOUCH_EVERY:
+            if now - last[2] > TOUCH_EVERY:
                 self.store.touch_action(key)
-                self.state.record(label, (*last[:3], now))
+                self.state.record(label, (key, last[1], now))
             return last[1]
         entry = self.store.get_action(key)
         if entry is None:
             return None
         outputs = _declared_order(self.by_label[label], entry["outputs"])
-        self.state.record(label, (key, outputs, components, now))
+        self.state.record(label, (key, outputs, now))
         return outputs
 
     def _place(self, node: NodePlan, outputs: Outputs) -> bool:
         """Make ``_out/`` hold this node's outputs; False if the cache lost an object."""
         for name in node.outputs:
             digest = outputs[name][0]
-            dest = self.out / name
             placed = self.state.placed.get(name)
             if placed is not None and placed[0] == digest:
                 try:
-                    st = os.stat(dest)
+                    st = os.stat(self.out_prefix + name)
                 except OSError:
                     st = None
                 if st is not None and (st.st_ino, st.st_mtime_ns, st.st_size) == placed[1:]:
                     continue
             try:
-                st = self.store.materialize(digest, dest)
+                st = self.store.materialize(digest, self.out / name)
             except FileNotFoundError:
                 return False
             self.state.placed[name] = (digest, st.st_ino, st.st_mtime_ns, st.st_size)
@@ -221,7 +259,7 @@ class Session:
         """Build one node whose dependencies are done; returns "built" or "cached"."""
         started = time.monotonic()
         node = self.by_label[label]
-        components = self._components(node)
+        components = self.components(node)
         key = key_of(components)
         entry = self.store.get_action(key)
         if entry is not None:
@@ -236,8 +274,8 @@ class Session:
             status = "built"
         if not self._place(node, outputs):
             raise BuildgraphError(f"{label}: the cache lost an output while placing it; run again")
-        result = (key, outputs, components, int(time.time()))
-        self.resolved[label] = (key, outputs)
+        result = (key, outputs, int(time.time()))
+        self._resolve(label, key, outputs)
         self.status[label] = status
         self.state.record(label, result)
         placed = {name: self.state.placed[name] for name in node.outputs}
@@ -334,6 +372,10 @@ class Session:
         finally:
             self.finish()
         return dict(self.status)
+
+
+def _dep_components(label: str, outputs: Outputs) -> list[Component]:
+    return [("dep", f"{label}/{name}", outputs[name][0]) for name in sorted(outputs)]
 
 
 def _check_produced(node: NodePlan, out_dir: Path) -> None:

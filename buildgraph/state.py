@@ -24,7 +24,7 @@ from typing import Any
 from .hashing import digest_bytes
 from .store import atomic_write, process_alive
 
-FORMAT = 1
+FORMAT = 2
 
 
 def workspace_dir(cache_root: Path, root: Path) -> Path:
@@ -40,7 +40,7 @@ class State:
         data = _load(self.path)
         self.files: dict[str, tuple] = data.get("files", {})
         self.nodes: dict[str, tuple] = data.get("nodes", {})
-        """label -> (key, outputs, components, touched_at)"""
+        """label -> (key, outputs, touched_at); the inputs behind a key are in its AC entry"""
         self.placed: dict[str, tuple] = data.get("placed", {})
         """_out name -> (digest, ino, mtime_ns, size)"""
         self.tools: dict[str, tuple] = data.get("tools", {})
