@@ -30,10 +30,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.buildgraph-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing buildgraph and its Python dependencies into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  # compat: a plain path entry. The default editable finder costs every doit run
+  # about 25 ms of start-up, a tenth of a no-op build's budget.
+  .venv/bin/python -m pip install -q --config-settings editable_mode=compat -e '.[test]'
   echo "$want" > "$stamp"
 fi
