@@ -8,18 +8,16 @@ in a deterministic topological order. Only the goal's ancestors are ever expande
 from __future__ import annotations
 
 import glob
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import networkx as nx
 
 from . import steps
 from .errors import SpecError, UnknownTargetError
-from .hashing import Component, digest_bytes, encode
-from .nodeplan import NodePlan
+from .hashing import encode
+from .nodeplan import NodePlan, static_components
 from .specs import Specs, TargetSpec, substitute
 from .variables import Values
 
@@ -161,35 +159,23 @@ def compile_nodes(
         outputs = tuple(substitute(list(spec.outputs), lookup))
         sources = tuple(_expand_sources(substitute(list(spec.sources), lookup), root, spec, walked))
         step = steps.get(spec.step, spec.where)
-        static: list[Component] = [("step", step.name, str(step.version))]
-        if arch:
-            static.append(("arch", "", arch))
-        static.append(("outputs", "", json.dumps(outputs)))
-        static.extend(("param", key, _encode(params[key])) for key in sorted(params))
-        plans.append(
-            NodePlan(
-                label=label,
-                target=spec.name,
-                arch=arch,
-                step=step.name,
-                params=params,
-                outputs=outputs,
-                sources=sources,
-                deps=tuple(graph.predecessors(label)),  # in the order of needs
-                vars=spec.vars,
-                tools=step.tools,
-                static=tuple(static),
-                static_encoded=encode(static),
-                doc=spec.doc,
-            )
+        node = NodePlan(
+            label=label,
+            target=spec.name,
+            arch=arch,
+            step=step.name,
+            step_version=step.version,
+            params=params,
+            outputs=outputs,
+            sources=sources,
+            deps=tuple(graph.predecessors(label)),  # in the order of needs
+            vars=spec.vars,
+            tools=step.tools,
+            static_encoded="",
+            doc=spec.doc,
         )
+        plans.append(node._replace(static_encoded=encode(static_components(node))))
     return plans, walked
-
-
-def _encode(value: Any) -> str:
-    """A param as canonical JSON (so False and "False" differ); long ones by digest."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return text if len(text) <= 64 and "\n" not in text else "#" + digest_bytes(text.encode())
 
 
 def _expand_sources(

@@ -5,9 +5,10 @@ Kept apart from graph.py so that a run whose plan is cached never imports networ
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
-from .hashing import Component
+from .hashing import Component, digest_bytes
 
 
 class NodePlan(NamedTuple):
@@ -15,12 +16,29 @@ class NodePlan(NamedTuple):
     target: str
     arch: str | None
     step: str
+    step_version: int
     params: dict[str, Any]
     outputs: tuple[str, ...]
     sources: tuple[str, ...]
     deps: tuple[str, ...]
     vars: tuple[str, ...]
     tools: tuple[str, ...]
-    static: tuple[Component, ...]
     static_encoded: str
+    """:func:`static_components`, encoded once at compile time."""
     doc: str
+
+
+def static_components(node: NodePlan) -> list[Component]:
+    """The inputs of a node fixed by its spec: step and version, arch, outputs, params."""
+    components: list[Component] = [("step", node.step, str(node.step_version))]
+    if node.arch:
+        components.append(("arch", "", node.arch))
+    components.append(("outputs", "", json.dumps(list(node.outputs))))
+    components.extend(("param", key, encode_param(node.params[key])) for key in sorted(node.params))
+    return components
+
+
+def encode_param(value: Any) -> str:
+    """A param as canonical JSON (so False and "False" differ); long ones by digest."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= 64 and "\n" not in text else "#" + digest_bytes(text.encode())
