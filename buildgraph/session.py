@@ -86,6 +86,7 @@ class Session:
         self.status: dict[str, str] = {}
         self.tool_info: dict[str, tuple[str, str]] = {}
         self.digests = FileDigests(self.state.files)
+        self._planner = os.getpid()
 
     # -- compiling -------------------------------------------------------------
     def _compile(
@@ -302,8 +303,9 @@ class Session:
         self._resolve(label, key, outputs)
         self.status[label] = status
         self.state.record(label, result)
-        placed = {name: self.state.placed[name] for name in node.outputs}
-        self.state.write_journal(label, result, placed)
+        if os.getpid() != self._planner:  # a doit worker: the planner cannot see our memory
+            placed = {name: self.state.placed[name] for name in node.outputs}
+            self.state.write_journal(label, result, placed)
         log.node(label, node.target, node.arch, key, status, time.monotonic() - started)
         return status
 
@@ -313,7 +315,9 @@ class Session:
         try:
             out_dir = scratch / "out"
             out_dir.mkdir()
-            inputs = {dep: self._link_inputs(scratch / "in" / dep, dep) for dep in node.deps}
+            if node.deps:
+                (scratch / "in").mkdir()
+            inputs = {dep: self._link_inputs(scratch / "in", dep) for dep in node.deps}
             sources = [str(self.root / src) for src in node.sources]
             self._check_sources(node, sources, "since the build was planned")
             with log.progress(node.label) as say:
@@ -372,11 +376,12 @@ class Session:
                 )
 
     def _link_inputs(self, directory: Path, dep: str) -> dict[str, Path]:
-        """Dependency outputs under their own names, hard-linked from the CAS."""
+        """Dependency outputs under their own names (unique in a goal), linked from the CAS."""
         linked = {}
         for name, (digest, _size) in self._dep_result(dep)[1].items():
             path = directory / name
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if "/" in name:
+                path.parent.mkdir(parents=True, exist_ok=True)
             source = self.store.object_path(digest)
             try:
                 os.link(source, path)

@@ -48,8 +48,19 @@ def default_cache_dir() -> Path:
     return Path(base) / "buildgraph"
 
 
+_made: set[str] = set()
+
+
+def ensure_dir(path: Path) -> None:
+    """mkdir -p, remembered per process: shards and state directories are made once."""
+    key = str(path)
+    if key not in _made:
+        path.mkdir(parents=True, exist_ok=True)
+        _made.add(key)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -131,7 +142,7 @@ class Store:
         if self.has_object(digest):
             path.unlink()
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            ensure_dir(target.parent)
             if st.st_nlink > 1:  # the step linked something in: take a copy of our own
                 private = path.with_name(path.name + ".own")
                 shutil.copyfile(path, private)
@@ -148,7 +159,7 @@ class Store:
         """
         if not self.has_object(digest):
             raise FileNotFoundError(f"cache object {digest} is missing")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(dest.parent)
         source = self.object_path(digest)
         tmp = dest.parent / f".bg-{os.getpid()}-{next(self._scratch)}.tmp"
         try:
@@ -196,7 +207,7 @@ class Store:
     # -- scratch ---------------------------------------------------------------
     def scratch(self) -> Path:
         """A fresh scratch directory; names carry the pid so stale ones can be reaped."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.tmp)
         while True:
             path = self.tmp / f"{os.getpid()}-{next(self._scratch)}"
             try:
