@@ -52,7 +52,10 @@ _made: set[str] = set()
 
 
 def ensure_dir(path: Path) -> None:
-    """mkdir -p, remembered per process: shards and state directories are made once."""
+    """mkdir -p, remembered per process: cache shards and state directories are made once.
+
+    Not for ``_out/``, which a user may delete while a process runs.
+    """
     key = str(path)
     if key not in _made:
         path.mkdir(parents=True, exist_ok=True)
@@ -159,7 +162,7 @@ class Store:
         """
         if not self.has_object(digest):
             raise FileNotFoundError(f"cache object {digest} is missing")
-        ensure_dir(dest.parent)
+        dest.parent.mkdir(parents=True, exist_ok=True)  # _out/ is the user's to delete
         source = self.object_path(digest)
         tmp = dest.parent / f".bg-{os.getpid()}-{next(self._scratch)}.tmp"
         try:
