@@ -159,6 +159,11 @@ def compile_nodes(
         outputs = tuple(substitute(list(spec.outputs), lookup))
         sources = tuple(_expand_sources(substitute(list(spec.sources), lookup), root, spec, walked))
         step = steps.get(spec.step, spec.where)
+        if step.check is not None and params != spec.params:
+            try:
+                step.check(params)
+            except ValueError as err:
+                raise SpecError(spec.where, f"{label}: {err}") from None
         node = NodePlan(
             label=label,
             target=spec.name,

@@ -27,6 +27,8 @@ class Cmdline:
         groups: dict[str, list[str | None]] = {}
         for word in extra:
             key, sep, value = word.partition("=")
+            if key in ("", "-"):
+                raise ValueError(f"kernel argument {word!r} has no key")
             groups.setdefault(key, []).append(value if sep else None)
         for key, values in groups.items():
             if key.startswith("-"):
@@ -72,4 +74,5 @@ def extra_from_imager_args(text: str) -> list[str]:
                 f"{IMAGER_FLAG}=ARG (repeatable)"
             )
         index += 1
+    Cmdline().apply(extra, ())  # refuses keyless words now, before any step runs
     return extra

@@ -78,3 +78,23 @@ def test_the_cmdline_target_applies_imager_args(tmp_path):
     assert line.startswith("buildgraph.platform=metal console=ttyS0 ")
     assert line.endswith(" quiet")
     assert line.count("console=") == 1
+
+
+def test_keyless_kernel_args_are_refused():
+    with pytest.raises(ValueError, match="'=x' has no key"):
+        extra_from_imager_args("--extra-kernel-arg==x")
+
+
+def test_bad_imager_args_stop_before_any_step_runs(tmp_path):
+    import shutil
+
+    from project import REPO, build
+
+    from buildgraph.errors import SpecError
+
+    shutil.copytree(REPO / "targets", tmp_path / "targets")
+    with pytest.raises(SpecError, match="cmdline:amd64: IMAGER_ARGS: '--bogus' is not understood"):
+        build(
+            tmp_path, tmp_path / "cache", ["cmdline"], PLATFORM="linux/amd64", IMAGER_ARGS="--bogus"
+        )
+    assert not (tmp_path / "_out").exists()

@@ -26,7 +26,8 @@ class Step:
     run: Callable[[StepContext], None]
     tools: tuple[str, ...] = ()
     check: Callable[[Mapping[str, Any]], None] | None = None
-    """Validates params at load time; raises ValueError with a message for the user."""
+    """Validates params, as written and again with variables substituted, before any step
+    runs; raises ValueError with a message for the user."""
     doc: str = ""
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import StepFailedError
 from ..kernelargs import Cmdline, extra_from_imager_args
 from . import StepContext, step
 
@@ -23,6 +22,9 @@ def _check(params: Mapping[str, Any]) -> None:
     for name in ("platform", "platform_key"):
         if not isinstance(params.get(name), str):
             raise ValueError(f"the cmdline step needs params.{name}, a string")
+    extra = params.get("extra", "")
+    if "${" not in extra:  # checked again once variables are in
+        extra_from_imager_args(extra)
 
 
 @step("cmdline", version=1, check=_check)
@@ -36,10 +38,7 @@ def cmdline(ctx: StepContext) -> None:
         *params.get("defaults", []),
         *params.get("platform_args", []),
     ]
-    try:
-        extra = extra_from_imager_args(params.get("extra", ""))
-    except ValueError as err:
-        raise StepFailedError(str(err), hint="see `buildgraph vars` for IMAGER_ARGS") from None
+    extra = extra_from_imager_args(params.get("extra", ""))
     line = Cmdline(words).apply(extra, overwrite=("console", key))
     (name,) = ctx.outputs
     ctx.output(name).write_text(f"{line}\n")
