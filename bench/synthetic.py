@@ -36,6 +36,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import math
 import os
@@ -551,12 +552,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.jobs < 1:
         parser.error("--repeat and --jobs must be at least 1")
-    where = machine()
-    snapshot_engine()
-    load = os.getloadavg()[0]
-    results = []
-    for size in args.nodes:
-        results += bench_size(size, args.systems, args.repeat, args.jobs, args.seed)
+    WORK.mkdir(parents=True, exist_ok=True)
+    with (WORK / "lock").open("w") as lock:
+        # A second run would delete this one's work directories and share its CPUs.
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another benchmark is running in {WORK}") from None
+        where = machine()
+        snapshot_engine()
+        load = os.getloadavg()[0]
+        results = []
+        for size in args.nodes:
+            results += bench_size(size, args.systems, args.repeat, args.jobs, args.seed)
     where += f"; 1-minute load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
     command = sys.argv[1:] if argv is None else argv
     section = report(results, command, where, args.repeat, args.jobs)
