@@ -30,7 +30,7 @@ def configure() -> None:
     if _configured:
         return
     _configured = True
-    stream = sys.stderr
+    stream = sys.__stderr__
     if mode() == "json":
         processors: list[Any] = [
             structlog.processors.add_log_level,
@@ -44,9 +44,23 @@ def configure() -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=lambda *_args: _LineLogger(stream),
         cache_logger_on_first_use=True,
     )
+
+
+class _LineLogger:
+    """Writes each line with its newline in one write(2): lines from doit's parallel
+    workers share stderr and must never interleave (PrintLogger writes them apart)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def msg(self, message: str) -> None:
+        self.stream.flush()
+        os.write(self.stream.fileno(), (message + "\n").encode())
+
+    log = debug = info = warning = error = critical = exception = msg
 
 
 def get() -> Any:

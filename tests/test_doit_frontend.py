@@ -189,3 +189,16 @@ def test_a_deleted_source_is_named(project):
     done = doit(root, cache, "leaf")
     assert done.returncode != 0
     assert "src/leaf.txt" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_parallel_workers_never_share_a_log_line(tmp_path):
+    specs = "targets:\n" + "".join(
+        f"  n{i}:\n    step: concat\n    params: {{text: '{i}'}}\n    outputs: [n{i}.txt]\n"
+        for i in range(100)
+    )
+    root = make_project(tmp_path / "repo", specs)
+    done = doit(root, tmp_path / "cache", "-n", "2", *[f"n{i}" for i in range(100)])
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("{")]
+    assert all(line.count('"event"') == 1 for line in lines), lines
+    assert len(node_events(done.stderr)) == 100
