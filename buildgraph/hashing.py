@@ -62,19 +62,13 @@ class FileDigests:
 
     def digest(self, path: str) -> str:
         st = os.stat(path)
-        self.stamps[path] = stamp(st)
+        now = self.stamps[path] = stamp(st)
         seen = self.table.get(path)
-        if (
-            seen is not None
-            and seen[0] == st.st_ino
-            and seen[1] == st.st_ctime_ns
-            and seen[2] == st.st_mtime_ns
-            and seen[3] == st.st_size
-        ):
+        if seen is not None and seen[:4] == now:
             return seen[4]
         value = digest_file(path)
         if max(st.st_mtime_ns, st.st_ctime_ns) < self._fresh_after:
-            self.table[path] = (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size, value)
+            self.table[path] = (*now, value)
         else:
             self.table.pop(path, None)
         self.changed = True

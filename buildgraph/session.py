@@ -25,7 +25,6 @@ from pathlib import Path
 from . import __version__, log, steps, tools
 from .errors import BuildgraphError, StepFailedError
 from .hashing import (
-    RS,
     US,
     Component,
     FileDigests,
@@ -41,7 +40,6 @@ from .state import State, load_marshal, save_marshal, workspace_dir
 from .store import Outputs, Store, default_cache_dir
 from .variables import BY_NAME, PKG_PATTERN, Values, resolve
 
-PLAN_FORMAT = 1
 TOUCH_EVERY = 3600
 """Seconds between LRU touches of an action entry that the workspace index hits."""
 
@@ -217,9 +215,7 @@ class Session:
 
     def _resolve(self, label: str, key: str, outputs: Outputs) -> None:
         self.resolved[label] = (key, outputs)
-        self.dep_encoded[label] = RS.join(
-            f"dep{US}{label}/{name}{US}{outputs[name][0]}" for name in sorted(outputs)
-        )
+        self.dep_encoded[label] = encode(_dep_components(label, outputs))
 
     def _dep_result(self, dep: str) -> tuple[str, Outputs]:
         found = self.resolved.get(dep)

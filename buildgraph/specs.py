@@ -217,7 +217,7 @@ def _target(
     needs = tuple(_need(item, rel, body, i) for i, item in enumerate(body.get("needs", []) or []))
     referenced = set(declared)
     for text, key in [
-        *_texts(params, "params"),
+        *((t, "params") for t in _texts(params)),
         *((o, "outputs") for o in outputs),
         *((s, "sources") for s in sources),
         *((n.arches, "needs") for n in needs),
@@ -319,15 +319,16 @@ def _strings(value: Any, rel: str, parent: dict, key: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def _texts(value: Any, path: str) -> Iterable[tuple[str, str]]:
+def _texts(value: Any) -> Iterable[str]:
+    """Every string inside nested params."""
     if isinstance(value, str):
-        yield value, "params"
+        yield value
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _texts(item, path)
+            yield from _texts(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _texts(item, path)
+            yield from _texts(item)
 
 
 def _plain(value: Any) -> Any:
