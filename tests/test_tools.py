@@ -1,0 +1,28 @@
+"""Tool versions: dpkg's word only for the binary dpkg installed; otherwise its digest."""
+
+import shutil
+
+import pytest
+
+from buildgraph import tools
+from buildgraph.errors import ToolMissingError
+
+
+def test_the_debian_binary_is_keyed_by_its_package_version(monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    ((_path, version),) = tools.resolve(["sh"], {}, {}).values()
+    assert version.startswith("dash ")
+
+
+def test_a_same_named_binary_elsewhere_is_keyed_by_its_bytes(tmp_path, monkeypatch):
+    shutil.copy(shutil.which("bash"), tmp_path / "sh")
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    ((path, version),) = tools.resolve(["sh"], {}, {}).values()
+    assert path == str(tmp_path / "sh")
+    assert version.startswith("sha:")
+
+
+def test_a_missing_tool_names_its_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissingError, match="apt-get install xorriso"):
+        tools.resolve(["xorriso"], {}, {"xorriso": "iso:amd64"})
