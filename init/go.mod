@@ -1,0 +1,3 @@
+module buildgraph.dev/init
+
+go 1.19
