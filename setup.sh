@@ -8,6 +8,10 @@ cd "$(dirname "$0")"
 # Tools the steps, tests and benchmarks run. Keep in step with buildgraph/tools.py.
 PACKAGES=(
   git python3 python3-venv ninja-build
+  # build steps
+  golang-go squashfs-tools xz-utils grub-common mtools dosfstools xorriso zstd
+  # tests: independent readers, qemu boots, a registry and a second OCI client
+  cpio qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 docker-registry skopeo
 )
 
 missing=()

@@ -1,7 +1,8 @@
 """The ``buildgraph`` console command: the tools around a build.
 
 ``explain`` and ``graph`` answer questions about a goal, ``build`` runs one without
-doit, ``cache`` inspects and prunes the cache, ``vars`` prints the variables table.
+doit, ``cache`` inspects and prunes the cache, ``vars`` prints the variables table,
+``pins refresh`` re-pins the Debian packages that package images are made of.
 Arguments of the form NAME=value are build variables, as with doit.
 """
 
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import variables
+from . import debian, variables
 from .errors import BuildgraphError
 from .session import Session
 from .store import Store, default_cache_dir, parse_size
@@ -53,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     gc = cache_sub.add_parser("gc", help="drop least recently used entries down to a size")
     gc.add_argument("--max-size", required=True, help="e.g. 5G, 500M")
     gc.set_defaults(func=_cache_gc)
+
+    pins = sub.add_parser("pins", help="the Debian packages pinned in targets/")
+    pins_sub = pins.add_subparsers(required=True, metavar="ACTION")
+    refresh = pins_sub.add_parser(
+        "refresh", help=f"re-pin {debian.LOCK_FILE} to the versions the Debian archive has now"
+    )
+    refresh.set_defaults(func=_pins_refresh)
     return parser
 
 
@@ -150,6 +158,13 @@ def _cache_gc(args: argparse.Namespace) -> int:
     removed, freed = store.gc(limit)
     print(f"removed {removed} actions, freed {freed} bytes")
     print(store.stats().render(store.root))
+    return 0
+
+
+def _pins_refresh(args: argparse.Namespace) -> int:
+    lock = Path(args.root) / debian.LOCK_FILE
+    changes = debian.refresh(lock, default_cache_dir() / "steps" / "apt")
+    print("\n".join(changes) if changes else f"{lock}: every pin is current")
     return 0
 
 

@@ -20,6 +20,7 @@ _KIND = {
     "param": "param",
     "arch": "arch",
     "outputs": "outputs",
+    "probe": "external input of step",
 }
 
 

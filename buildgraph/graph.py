@@ -176,6 +176,7 @@ def compile_nodes(
             deps=tuple(graph.predecessors(label)),  # in the order of needs
             vars=spec.vars,
             tools=step.tools,
+            probed=step.probe is not None,
             static_encoded="",
             doc=spec.doc,
         )

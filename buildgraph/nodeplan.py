@@ -23,6 +23,8 @@ class NodePlan(NamedTuple):
     deps: tuple[str, ...]
     vars: tuple[str, ...]
     tools: tuple[str, ...]
+    probed: bool
+    """Its step has a probe, run at every plan (see steps.Step.probe)."""
     static_encoded: str
     """:func:`static_components`, encoded once at compile time."""
     doc: str

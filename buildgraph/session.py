@@ -71,6 +71,8 @@ class Session:
         self.out = self.root / "_out"
         self.out_prefix = f"{self.out}{os.sep}"
         self.store = Store(cache_dir or default_cache_dir())
+        self.steps_cache = self.store.root / "steps"
+        self.probes: dict[str, str] = {}
         with _no_gc():
             self.state = State(workspace_dir(self.store.root, self.root))
             self.values, self.nodes, self.goal = self._compile(
@@ -166,6 +168,8 @@ class Session:
                 ) from None
             if node.tools:
                 parts.append(self._shared_encoding(shared, "tool", node.tools))
+            if node.probed:
+                parts.append(encode(self._probe(node)))
             if not all(dep in self.resolved for dep in node.deps):
                 self.status[node.label] = "run"
                 continue
@@ -197,6 +201,15 @@ class Session:
             return [("var", name, self.values[name]) for name in names]
         return [("tool", name, self.tool_info[name][1]) for name in names]
 
+    def _probe(self, node: NodePlan) -> list[Component]:
+        value = self.probes.get(node.label)
+        if value is None:
+            probe = steps.get(node.step, node.label).probe
+            assert probe is not None, node.step
+            context = steps.Probe(node.params, node.arch, self.root, self.steps_cache)
+            value = self.probes[node.label] = probe(context)
+        return [("probe", node.step, value)]
+
     def components(self, node: NodePlan, known_only: bool = False) -> list[Component]:
         """Every input of a node, in key order (the planner encodes the same, in pieces).
 
@@ -206,6 +219,8 @@ class Session:
         components += self._runtime("var", node.vars)
         components += [("file", src, self.source_digests[src]) for src in node.sources]
         components += self._runtime("tool", node.tools)
+        if node.probed:
+            components += self._probe(node)
         for dep in node.deps:
             if known_only and dep not in self.resolved:
                 continue
@@ -326,6 +341,7 @@ class Session:
                     out_dir=out_dir,
                     outputs=node.outputs,
                     tool_paths={t: self.tool_info[t][0] for t in node.tools},
+                    cache_dir=self.steps_cache,
                     progress=say,
                 )
                 try:

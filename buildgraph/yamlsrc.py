@@ -54,24 +54,36 @@ def load(path: Path, relname: str | None = None) -> Any:
     return None if node is None else _convert(node, name)
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def _convert(node: yaml.Node, name: str) -> Any:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out = LDict()
         out.line = line
         out.key_lines = {}
-        for key_node, value_node in node.value:
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
+        if own != len(node.value):
+            _scalars.flatten_mapping(node)  # merged pairs (``<<: *anchor``) first, then own
+        inherited = len(node.value) - own
+        merged: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = _convert(key_node, name)
             key_line = key_node.start_mark.line + 1
             if isinstance(key, (dict, list)):
                 raise SpecError(f"{name}:{key_line}", "a key must be a plain scalar")
-            if key in out:
+            if key in out and key not in merged:
                 raise SpecError(
                     f"{name}:{key_line}",
                     f"duplicate key {key!r} (first at line {out.key_lines[key]})",
                 )
             out[key] = _convert(value_node, name)
             out.key_lines[key] = key_line
+            if index < inherited:
+                merged.add(key)
+            else:
+                merged.discard(key)
         return out
     if isinstance(node, yaml.SequenceNode):
         seq = LList(_convert(item, name) for item in node.value)

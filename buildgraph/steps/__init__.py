@@ -16,7 +16,9 @@ from typing import Any
 
 from ..errors import SpecError, StepFailedError
 
-BUILTIN_MODULES = ("shell", "concat", "cmdline")
+BUILTIN_MODULES = (
+    "shell", "concat", "cmdline", "package", "kernel", "gobuild", "rootfs", "initramfs", "iso",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class Step:
     """Validates params, as written and again with variables substituted, before any step
     runs; raises ValueError with a message for the user."""
     doc: str = ""
+    probe: Callable[[Probe], str] | None = None
+    """Reads state outside the repo that the step's output depends on (a registry tag, a
+    store entry) and returns it as a string; run at every plan, the string enters the key."""
 
 
 REGISTRY: dict[str, Step] = {}
@@ -39,14 +44,23 @@ def step(
     version: int,
     tools: Sequence[str] = (),
     check: Callable[[Mapping[str, Any]], None] | None = None,
+    probe: Callable[[Probe], str] | None = None,
 ) -> Callable[[Callable[[StepContext], None]], Callable[[StepContext], None]]:
     """Register a step function. Bump ``version`` whenever its output may change."""
 
     def register(run: Callable[[StepContext], None]) -> Callable[[StepContext], None]:
-        REGISTRY[name] = Step(name, version, run, tuple(tools), check, (run.__doc__ or "").strip())
+        doc = (run.__doc__ or "").strip()
+        REGISTRY[name] = Step(name, version, run, tuple(tools), check, doc, probe)
         return run
 
     return register
+
+
+def check_epoch(params: Mapping[str, Any]) -> None:
+    """params.epoch: seconds since 1970 (``${SOURCE_DATE_EPOCH}`` before substitution)."""
+    epoch = str(params.get("epoch", ""))
+    if not epoch.isdigit() and not epoch.startswith("${"):
+        raise ValueError("params.epoch must be seconds since 1970, e.g. ${SOURCE_DATE_EPOCH}")
 
 
 def load_builtin() -> dict[str, Step]:
@@ -65,6 +79,16 @@ def get(name: str, where: str) -> Step:
     return found
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What a probe sees: the node's params and arch, the checkout, the steps' cache."""
+
+    params: Mapping[str, Any]
+    arch: str | None
+    root: Path
+    cache_dir: Path
+
+
 @dataclass
 class StepContext:
     """What a step sees: its params, its inputs (read-only) and where to write."""
@@ -77,6 +101,9 @@ class StepContext:
     out_dir: Path
     outputs: tuple[str, ...]
     tool_paths: Mapping[str, str] = field(default_factory=dict)
+    cache_dir: Path | None = None
+    """Where steps keep their own caches (Go's build cache, apt lists, the embedded OCI
+    store). Never a key input: what a step reads from it must not change its output."""
     progress: Callable[[str], None] = lambda _message: None
 
     def output(self, name: str) -> Path:
@@ -86,6 +113,18 @@ class StepContext:
         path = self.out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    def input(self, target: str) -> Path:
+        """The one output of the dependency on ``target`` (of this arch, for per-arch ones)."""
+        for label, outputs in self.inputs.items():
+            name, _, arch = label.partition(":")
+            if name == target and arch in ("", self.arch):
+                if len(outputs) != 1:
+                    raise StepFailedError(f"{label} has {len(outputs)} outputs, not one")
+                return next(iter(outputs.values()))
+        raise StepFailedError(
+            f"this step needs {target!r}: declare it in the target's needs",
+        )
 
     def input_files(self) -> list[Path]:
         """Every input file: sources first, then dependency outputs, in declaration order."""

@@ -1,0 +1,1 @@
+"""Writers of on-disk formats that no installed tool writes reproducibly enough."""
