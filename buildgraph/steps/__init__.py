@@ -8,6 +8,7 @@ gives them a :class:`StepContext` and stores what they leave behind.
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,11 @@ def step(
         return run
 
     return register
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment steps run tools in: PATH, the C locale, and what they add."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", **extra}
 
 
 def check_epoch(params: Mapping[str, Any]) -> None:
@@ -131,9 +137,14 @@ class StepContext:
         return [*self.sources, *(p for outs in self.inputs.values() for p in outs.values())]
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-        """Run an external tool; a failure raises with the tool's own last words."""
+        """Run an external tool; a failure raises with the tool's own last words.
+
+        The tool sees :func:`clean_env` unless ``env`` is given: nothing of the caller's
+        environment may reach an output (mksquashfs, for one, reads SOURCE_DATE_EPOCH).
+        """
         argv = [self.tool_paths.get(argv[0], argv[0]), *argv[1:]]
         kwargs.setdefault("cwd", self.out_dir)
+        kwargs.setdefault("env", clean_env())
         done = subprocess.run(argv, capture_output=True, check=False, **kwargs)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout or b"").decode(errors="replace").strip()

@@ -9,7 +9,6 @@ checkout path and of the Go build cache, which lives in the steps' cache directo
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -18,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import StepFailedError
-from . import StepContext, step
+from . import StepContext, clean_env, step
 
 PARAMS = ("package", "goamd64", "ldflags_x")
 GOARCHES = ("amd64", "arm64")
@@ -86,22 +85,20 @@ def go_build(ctx: StepContext) -> None:
     (name,) = ctx.outputs
     out = ctx.output(name)
     with _go_cache(ctx) as cache:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(cache),
-            "LC_ALL": "C",
-            "GOOS": "linux",
-            "GOARCH": ctx.arch,
-            "CGO_ENABLED": "0",
-            "GOCACHE": str(cache / "cache"),
-            "GOPATH": str(cache / "gopath"),
-            "GOENV": "off",
-            "GOWORK": "off",
-            "GOPROXY": "off",
-            "GOSUMDB": "off",
-            "GO111MODULE": "on",
-            "GOTOOLCHAIN": "local",
-        }
+        env = clean_env(
+            HOME=str(cache),
+            GOOS="linux",
+            GOARCH=ctx.arch,
+            CGO_ENABLED="0",
+            GOCACHE=str(cache / "cache"),
+            GOPATH=str(cache / "gopath"),
+            GOENV="off",
+            GOWORK="off",
+            GOPROXY="off",
+            GOSUMDB="off",
+            GO111MODULE="on",
+            GOTOOLCHAIN="local",
+        )
         if ctx.arch == "amd64":
             env["GOAMD64"] = ctx.params.get("goamd64", "v1")
         ctx.progress(f"go build {ctx.params['package']} for linux/{ctx.arch}")

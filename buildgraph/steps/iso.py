@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StepFailedError
-from . import StepContext, check_epoch, step
+from . import StepContext, check_epoch, clean_env, step
 
 MARKER = "boot/grub/buildgraph.marker"
 EFI_LOADER = {"x86_64-efi": "BOOTX64.EFI", "arm64-efi": "BOOTAA64.EFI"}
@@ -92,8 +92,7 @@ def iso(ctx: StepContext) -> None:
     if not platforms:
         raise StepFailedError(f"params.firmware has no GRUB platform for {ctx.arch}")
     work = ctx.out_dir.parent
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C",
-           "SOURCE_DATE_EPOCH": str(epoch)}  # fmt: skip
+    env = clean_env(SOURCE_DATE_EPOCH=str(epoch))
 
     grub = work / "grub"
     with tarfile.open(ctx.input("pkg-grub")) as tar:

@@ -7,11 +7,10 @@ caller's environment but PATH, so that what it does is a function of its key.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from . import StepContext, step
+from . import StepContext, clean_env, step
 
 
 def _check(params: Mapping[str, Any]) -> None:
@@ -22,12 +21,10 @@ def _check(params: Mapping[str, Any]) -> None:
 @step("shell", version=1, tools=("sh",), check=_check)
 def shell(ctx: StepContext) -> None:
     """Run params.script with sh -eu."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LC_ALL": "C",
-        "SRCS": " ".join(str(p) for p in ctx.sources),
-        "DEPS": " ".join(str(p) for outs in ctx.inputs.values() for p in outs.values()),
-        "OUT": str(ctx.out_dir),
-        "ARCH": ctx.arch or "",
-    }
+    env = clean_env(
+        SRCS=" ".join(str(p) for p in ctx.sources),
+        DEPS=" ".join(str(p) for outs in ctx.inputs.values() for p in outs.values()),
+        OUT=str(ctx.out_dir),
+        ARCH=ctx.arch or "",
+    )
     ctx.run(["sh", "-eu", "-c", ctx.params["script"]], env=env)
