@@ -36,11 +36,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import itertools
 import math
 import os
-import platform
 import random
 import re
 import shutil
@@ -53,10 +51,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-REPORT = REPO / "BENCHMARKS.md"
-WORK = BENCH / "_work"
+from common import REPO, WORK, doit_path, exclusive, host, revision, say, write_section
+
 ENGINE = WORK / "engine"
 """A copy of buildgraph/ taken at the start, first on buildgraph's PYTHONPATH: the run
 measures one version of the engine even if the checkout is edited meanwhile."""
@@ -187,14 +183,6 @@ class System:
         return Run(seconds, usage.ru_maxrss / 1024, self.reran(stdout, stderr))
 
 
-def _doit() -> str:
-    beside = Path(sys.executable).with_name("doit")
-    found = str(beside) if beside.exists() else shutil.which("doit")
-    if found is None:
-        raise SystemExit("doit is not installed next to this python nor on PATH")
-    return found
-
-
 def _jobs_option(jobs: int) -> list[str]:
     return [] if jobs == 1 else ["-n", str(jobs)]
 
@@ -228,7 +216,7 @@ class Buildgraph(System):
         shutil.rmtree(self.cache, ignore_errors=True)
 
     def argv(self) -> list[str]:
-        return [_doit(), *_jobs_option(self.jobs), "top"]
+        return [doit_path(), *_jobs_option(self.jobs), "top"]
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -284,7 +272,7 @@ class PlainDoit(System):
             path.unlink()
 
     def argv(self) -> list[str]:
-        return [_doit(), *_jobs_option(self.jobs), "top"]
+        return [doit_path(), *_jobs_option(self.jobs), "top"]
 
     def reran(self, stdout: str, stderr: str) -> int:
         return len(re.findall(r"^\.  ", stdout, re.MULTILINE))
@@ -359,10 +347,6 @@ class Result:
         return max(run.max_rss_mib for run in self.noops)
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def measure(system: System, graph: Graph, repeat: int) -> Result:
     size = len(graph)
     expected = graph.affected_by(graph.leaf)
@@ -417,31 +401,12 @@ def bench_size(
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     ninja = subprocess.run(["ninja", "--version"], capture_output=True, text=True, check=False)
-    doit = subprocess.run([_doit(), "--version"], capture_output=True, text=True, check=False)
+    doit = subprocess.run([doit_path(), "--version"], capture_output=True, text=True, check=False)
     return (
-        f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, doit {doit.stdout.split()[0]}, "
+        f"{host()}, doit {doit.stdout.split()[0]}, "
         f"ninja {ninja.stdout.strip()}, buildgraph at {revision()}"
     )
-
-
-def revision() -> str:
-    """The commit of the engine measured, marked when buildgraph/ has local changes."""
-    git = ["git", "-C", str(REPO)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    if head.returncode != 0:
-        return "an unknown commit"
-    dirty = subprocess.run([*git, "status", "--porcelain", "--", "buildgraph"], capture_output=True)
-    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout else "")
 
 
 def snapshot_engine() -> None:
@@ -527,18 +492,6 @@ def report(results: list[Result], argv: Sequence[str], where: str, repeat: int, 
     )
 
 
-def write_report(section: str, jobs: int) -> None:
-    begin, end = (MARKER.format(jobs=jobs, edge=edge) for edge in ("begin", "end"))
-    block = f"{begin}\n{section}\n{end}"
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    REPORT.write_text(text)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[1000], help="graph sizes")
@@ -548,17 +501,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS), help="which to run"
     )
-    parser.add_argument("--write", action="store_true", help=f"put the results in {REPORT.name}")
+    parser.add_argument("--write", action="store_true", help="put the results in BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.jobs < 1:
         parser.error("--repeat and --jobs must be at least 1")
-    WORK.mkdir(parents=True, exist_ok=True)
-    with (WORK / "lock").open("w") as lock:
-        # A second run would delete this one's work directories and share its CPUs.
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SystemExit(f"another benchmark is running in {WORK}") from None
+    with exclusive():
         where = machine()
         snapshot_engine()
         load = os.getloadavg()[0]
@@ -570,7 +517,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     section = report(results, command, where, args.repeat, args.jobs)
     print(section)
     if args.write:
-        write_report(section, args.jobs)
+        begin, end = (MARKER.format(jobs=args.jobs, edge=edge) for edge in ("begin", "end"))
+        write_section(begin, end, section)
 
 
 if __name__ == "__main__":

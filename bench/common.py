@@ -1,0 +1,85 @@
+"""What the benchmarks in bench/ share: where they work, the lock that keeps two of them
+from running at once (they would share CPUs and delete each other's work), how they
+describe the machine, and how they write their sections of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+REPORT = REPO / "BENCHMARKS.md"
+WORK = BENCH / "_work"
+
+
+@contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the lock on WORK for the whole benchmark; exit at once if another holds it."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    with (WORK / "lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another benchmark is running in {WORK}") from None
+        yield
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def doit_path() -> str:
+    beside = Path(sys.executable).with_name("doit")
+    found = str(beside) if beside.exists() else shutil.which("doit")
+    if found is None:
+        raise SystemExit("doit is not installed next to this python nor on PATH")
+    return found
+
+
+def host() -> str:
+    """CPUs, kernel and Python, e.g. ``2 CPUs (AMD EPYC), Linux 6.1, Python 3.11.7``."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def revision(*paths: str) -> str:
+    """The commit measured, marked when ``paths`` (default buildgraph/) have local changes."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "an unknown commit"
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", *(paths or ("buildgraph",))], capture_output=True
+    )
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout else "")
+
+
+def write_section(begin: str, end: str, section: str) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` in BENCHMARKS.md, or
+    append the markers and the section when the file has no such markers yet."""
+    block = f"{begin}\n{section}\n{end}"
+    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    REPORT.write_text(text)
