@@ -12,6 +12,7 @@ packages it is made of, per arch. ``refresh`` re-pins it to what the archive off
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import getpass
 import hashlib
@@ -19,7 +20,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def load_lock(path: Path) -> dict[str, dict[str, list[Pin]]]:
     try:
         data = json.loads(path.read_text())
         return {
-            image: {arch: [Pin(**pin) for pin in pins] for arch, pins in arches.items()}
+            image: {arch: [_pin(pin) for pin in pins] for arch, pins in arches.items()}
             for image, arches in data["packages"].items()
         }
     except FileNotFoundError:
@@ -54,11 +55,22 @@ def load_lock(path: Path) -> dict[str, dict[str, list[Pin]]]:
             f"package lock file {path} is missing",
             hint="restore it from git, or write it with: buildgraph pins refresh",
         ) from None
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise BuildgraphError(
             f"package lock file {path} is malformed: {err}",
             hint="restore it from git, or rewrite it with: buildgraph pins refresh",
         ) from None
+
+
+def _pin(entry: dict) -> Pin:
+    pin = Pin(**entry)
+    if not all(isinstance(value, str) for value in (pin.name, pin.version, pin.track)):
+        raise ValueError(f"{entry}: name, version and track must be strings")
+    if not pin.name or not pin.version:
+        raise ValueError(f"{entry}: name and version must not be empty")
+    if len(pin.sha256) != 64 or set(pin.sha256) - set("0123456789abcdef"):
+        raise ValueError(f"{pin.name}: sha256 must be 64 lowercase hex digits")
+    return pin
 
 
 def pins_for(lock: Path, image: str, arch: str) -> list[Pin]:
@@ -111,26 +123,37 @@ class Apt:
             )
         return done.stdout
 
-    def update(self) -> None:
-        """Fetch the package lists; one process at a time per arch."""
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One apt process at a time per arch: they share the lists and apt's cache."""
         (self.dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
         (self.dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
         with open(self.dir / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self._run("apt-get", "update")
-            (self.dir / "updated").touch()
+            yield
 
-    def _ensure_lists(self) -> None:
-        if not (self.dir / "updated").exists():
-            self.update()
+    def update(self) -> None:
+        """Fetch the package lists."""
+        with self._locked():
+            self._update()
+
+    def _update(self) -> None:
+        self._run("apt-get", "update")
+        (self.dir / "updated").touch()
 
     def download(self, pin: Pin, dest: Path) -> Path:
         """The .deb of ``pin`` in ``dest``, its sha256 checked against the pin."""
-        self._ensure_lists()
+        with self._locked():
+            self._download(pin, dest)
+        return self._checked(pin, dest)
+
+    def _download(self, pin: Pin, dest: Path) -> None:
+        if not (self.dir / "updated").exists():
+            self._update()
         try:
             self._run("apt-get", "download", f"{pin.name}={pin.version}", cwd=dest)
         except BuildgraphError:
-            self.update()  # the lists may predate the pin
+            self._update()  # the lists may predate the pin
             try:
                 self._run("apt-get", "download", f"{pin.name}={pin.version}", cwd=dest)
             except BuildgraphError as err:
@@ -140,6 +163,8 @@ class Apt:
                     hint="the archive may have dropped that version: re-pin with"
                     " `buildgraph pins refresh`",
                 ) from None
+
+    def _checked(self, pin: Pin, dest: Path) -> Path:
         debs = [p for p in dest.glob("*.deb") if p.name.startswith(f"{pin.name}_")]
         if len(debs) != 1:
             raise BuildgraphError(f"apt-get download {pin.name} left {len(debs)} .deb files")

@@ -116,7 +116,9 @@ def _run_node(label: str) -> bool | TaskFailed:
     try:
         _SESSION.run_node(label)
     except BuildgraphError as err:
-        return TaskFailed(str(err))
+        # Said once, as every buildgraph error is; doit's reporter is told not to repeat it.
+        os.write(sys.stderr.fileno(), f"buildgraph: error: {err}\n".encode())
+        return TaskFailed(str(err), report=False)
     return True
 
 

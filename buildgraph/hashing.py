@@ -66,13 +66,17 @@ class FileDigests:
         seen = self.table.get(path)
         if seen is not None and seen[:4] == now:
             return seen[4]
-        value = digest_file(path)
+        value = digest_file(path) + (EXECUTABLE if st.st_mode & 0o100 else "")
         if max(st.st_mtime_ns, st.st_ctime_ns) < self._fresh_after:
             self.table[path] = (*now, value)
         else:
             self.table.pop(path, None)
         self.changed = True
         return value
+
+
+EXECUTABLE = "-x"
+"""Suffix of the digest of an executable file: a step may copy the mode into its output."""
 
 
 def stamp(st: os.stat_result) -> tuple[int, int, int, int]:

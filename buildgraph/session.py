@@ -207,7 +207,16 @@ class Session:
             probe = steps.get(node.step, node.label).probe
             assert probe is not None, node.step
             context = steps.Probe(node.params, node.arch, self.root, self.steps_cache)
-            value = self.probes[node.label] = probe(context)
+            try:
+                value = self.probes[node.label] = probe(context)
+            except BuildgraphError as err:
+                err.message = f"{node.label}: {err.message}"
+                raise
+            except Exception as err:
+                raise BuildgraphError(
+                    f"{node.label}: the probe of step {node.step} crashed:"
+                    f" {type(err).__name__}: {err}"
+                ) from err
         return [("probe", node.step, value)]
 
     def components(self, node: NodePlan, known_only: bool = False) -> list[Component]:
@@ -323,6 +332,7 @@ class Session:
     def _execute(self, node: NodePlan, key: str, components: list[Component]) -> Outputs:
         step = steps.get(node.step, node.label)
         scratch = self.store.scratch()
+        umask = os.umask(0o022)  # no output may depend on the user's umask
         try:
             out_dir = scratch / "out"
             out_dir.mkdir()
@@ -342,6 +352,7 @@ class Session:
                     outputs=node.outputs,
                     tool_paths={t: self.tool_info[t][0] for t in node.tools},
                     cache_dir=self.steps_cache,
+                    probed=self.probes.get(node.label),
                     progress=say,
                 )
                 try:
@@ -367,6 +378,7 @@ class Session:
             self.store.put_action(key, outputs, components)
             return outputs
         finally:
+            os.umask(umask)
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _check_sources(self, node: NodePlan, sources: list[str], when: str) -> None:

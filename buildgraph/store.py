@@ -30,14 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .hashing import digest_file
+from .hashing import EXECUTABLE, digest_file
 
 Outputs = dict[str, tuple[str, int]]
 """Output name -> (digest, size)."""
 
 SEALED = 1_000_000_000
 """The mtime (ns) of every object in the CAS; a write through a hard link changes it."""
-EXECUTABLE = "-x"
 
 
 def default_cache_dir() -> Path:

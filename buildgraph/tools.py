@@ -60,18 +60,20 @@ def resolve(
         if seen is not None and tuple(seen[:4]) == stamp:
             found[tool] = (path, seen[4])
             continue
-        version = _dpkg_version(PACKAGES.get(tool), path) or "sha:" + digest_file(path)[:16]
+        version = _dpkg_version(path) or "sha:" + digest_file(path)[:16]
         cache[tool] = (*stamp, version)
         found[tool] = (path, version)
     return found
 
 
-def _dpkg_version(package: str | None, path: str) -> str | None:
-    """``<package> <version>`` if dpkg says ``path`` is that package's file, else None.
+def _dpkg_version(path: str) -> str | None:
+    """``<package> <version>`` of the package that owns the file ``path`` resolves to.
 
-    A tool of the same name from elsewhere (/usr/local, a venv) is keyed by its digest.
+    The owner, not the package a user installs: /usr/bin/go is golang-go's link to
+    golang-1.19-go's binary, and that package's version covers the compiler and the
+    standard library. A tool from elsewhere (/usr/local, a venv) is keyed by its digest.
     """
-    if package is None or shutil.which("dpkg-query") is None:
+    if shutil.which("dpkg-query") is None:
         return None
     real = os.path.realpath(path)
     candidates = {real}
@@ -81,13 +83,14 @@ def _dpkg_version(package: str | None, path: str) -> str | None:
     owners = subprocess.run(
         ["dpkg-query", "-S", *sorted(candidates)], capture_output=True, text=True, check=False
     )
-    owned = any(
-        package in (name.strip() for name in line.split(":", 1)[0].split(","))
+    owners_found = [
+        line.split(":", 1)[0].split(",")[0].strip()
         for line in owners.stdout.splitlines()
-        if not line.startswith("diversion")
-    )
-    if not owned:
+        if not line.startswith("diversion") and ":" in line
+    ]
+    if not owners_found:
         return None
+    package = owners_found[0]
     done = subprocess.run(
         ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False
     )

@@ -22,6 +22,7 @@ from buildgraph.oci.layout import (
     OCI_LAYER_ZSTD,
     OCI_MANIFEST,
     REF_NAME,
+    Descriptor,
     DigestMismatchError,
     Image,
     Layout,
@@ -413,7 +414,7 @@ def test_missing_refs_and_arches_are_clear_errors(tmp_path):
     assert not (tmp_path / "out.tar").exists()
 
 
-def test_corrupt_blobs_are_detected(tmp_path):
+def test_corrupt_blobs_are_detected_dropped_and_repaired_by_a_rewrite(tmp_path):
     layer = layer_from(tmp_path, "l", {"a": "1"})
     layout = Layout(tmp_path / "store")
     layout.write_image("x", {"amd64": Image([layer])})
@@ -425,8 +426,11 @@ def test_corrupt_blobs_are_detected(tmp_path):
     with pytest.raises(DigestMismatchError) as caught:
         layout.verify_blob(manifest["layers"][0]["digest"])
     assert caught.value.expected == manifest["layers"][0]["digest"]
-    with pytest.raises(DigestMismatchError):
+    assert not blob.exists()
+    with pytest.raises(LayoutError, match="missing"):
         layout.flatten("x", "amd64", tmp_path / "out.tar")
+    layout.write_image("x", {"amd64": Image([layer])})
+    layout.flatten("x", "amd64", tmp_path / "out.tar")
     with pytest.raises(DigestMismatchError):
         layout.put_blob_stream(io.BytesIO(b"other"), OCI_LAYER_TAR, expected="sha256:" + "0" * 64)
     assert not layout.has_blob("sha256:" + "0" * 64)
@@ -523,3 +527,28 @@ def test_skopeo_reads_what_we_write(tmp_path, ref):
         capture_output=True,
     )
     assert json.loads((tmp_path / "all/manifest.json").read_bytes()) == json.loads(raw)
+
+
+def test_put_arch_adds_an_arch_and_keeps_the_others(tmp_path):
+    layout = Layout(tmp_path / "store")
+    amd = layer_from(tmp_path, "amd", {"a": "amd64"})
+    arm = layer_from(tmp_path, "arm", {"a": "arm64"})
+    layout.put_arch("r", "amd64", Image([amd]), {"pin": "1"})
+    layout.put_arch("r", "arm64", Image([arm]))
+    assert layout.architectures("r") == ["linux/amd64", "linux/arm64"]
+    assert layout.manifest_for("r", "amd64")["annotations"] == {"pin": "1"}
+    layout.put_arch("r", "arm64", Image([amd]))
+    layers = {arch: layout.manifest_for("r", arch)["layers"] for arch in ("amd64", "arm64")}
+    assert layers["amd64"] == layers["arm64"]
+
+
+def test_put_arch_keeps_the_arch_of_a_ref_that_names_one_manifest(tmp_path):
+    layout = Layout(tmp_path / "store")
+    amd = layer_from(tmp_path, "amd", {"a": "amd64"})
+    arm = layer_from(tmp_path, "arm", {"a": "arm64"})
+    layout.write_image("tmp", {"amd64": Image([amd])})
+    digest, manifest = layout.resolve("tmp", "amd64")
+    layout.set_ref("r", Descriptor(OCI_MANIFEST, digest, len(canonical_json(manifest))))
+    layout.put_arch("r", "arm64", Image([arm]))
+    assert layout.architectures("r") == ["linux/amd64", "linux/arm64"]
+    assert layout.resolve("r", "amd64")[0] == digest

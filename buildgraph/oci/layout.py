@@ -263,7 +263,14 @@ class Layout:
             ) from None
         actual = "sha256:" + hasher.hexdigest()
         if actual != digest:
+            self._drop(path)
             raise DigestMismatchError(digest, actual, f"stored blob {path}")
+
+    @staticmethod
+    def _drop(path: Path) -> None:
+        """A blob whose bytes are not its name goes, so that writing it again repairs it."""
+        with contextlib.suppress(OSError):
+            path.unlink()
 
     def read_json(self, digest: str) -> dict[str, Any]:
         """A small JSON blob (manifest, index, config), digest-checked."""
@@ -278,6 +285,7 @@ class Layout:
             ) from None
         actual = sha256_digest(data)
         if actual != digest:
+            self._drop(path)
             raise DigestMismatchError(digest, actual, f"stored blob {path}")
         try:
             value = json.loads(data)
@@ -300,16 +308,22 @@ class Layout:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _read_index(self) -> list[dict[str, Any]]:
+        path = self.path / "index.json"
         try:
-            data = json.loads((self.path / "index.json").read_bytes())
+            data = json.loads(path.read_bytes())
         except FileNotFoundError:
             return []
         except ValueError:
+            data = None
+        manifests = data.get("manifests") if isinstance(data, dict) else None
+        if not isinstance(manifests, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("digest"), str) for m in manifests
+        ):
             raise LayoutError(
-                f"{self.path / 'index.json'} is not valid JSON",
+                f"{path} is not an OCI index",
                 hint="restore it or delete the OCI store and write its images again",
-            ) from None
-        return list(data.get("manifests") or [])
+            )
+        return manifests
 
     def _write_index(self, manifests: list[dict[str, Any]]) -> None:
         manifests = sorted(
@@ -393,10 +407,17 @@ class Layout:
             current = self.lookup(ref)
             if current is not None:
                 doc = self.read_json(current.digest)
+                if "manifests" in doc:
+                    listed = list(doc["manifests"] or [])
+                else:  # one image manifest: it becomes an entry of the new index
+                    config = self.read_json(doc["config"]["digest"])
+                    platform = {"architecture": config.get("architecture"), "os": "linux"}
+                    listed = [{**current.to_json(), "annotations": {}, "platform": platform}]
                 others = [
-                    m for m in doc.get("manifests") or []
+                    {k: v for k, v in m.items() if k != "annotations" or v}
+                    for m in listed
                     if (m.get("platform") or {}).get("architecture") != arch
-                ]  # fmt: skip
+                ]
             entries = sorted([*others, entry], key=lambda m: platform_name(m["platform"]))
             top = self._write_index_blob(entries)
             self._replace_ref(ref, top, None)
@@ -443,6 +464,17 @@ class Layout:
         config = self.read_json(doc["config"]["digest"])
         return [platform_name(config)]
 
+    def resolve(self, ref: str, arch: str) -> tuple[str, dict[str, Any]] | None:
+        """(digest, manifest) of ``ref``'s ``arch`` image, or None if it has none."""
+        desc = self.lookup(ref)
+        if desc is None:
+            return None
+        return self._resolve_in(desc, arch, ref)
+
+    def resolve_digest(self, digest: str, arch: str) -> tuple[str, dict[str, Any]] | None:
+        """:meth:`resolve` from an index or manifest digest instead of a ref name."""
+        return self._resolve_in(Descriptor("", digest, 0), arch, digest)
+
     def manifest_for(self, ref: str, arch: str) -> dict[str, Any] | None:
         """The image manifest of ``ref`` for ``arch``, or None if ``ref`` has no such image.
 
@@ -455,6 +487,12 @@ class Layout:
         return self._manifest_in(desc, arch, ref)
 
     def _manifest_in(self, desc: Descriptor, arch: str, ref: str) -> dict[str, Any] | None:
+        found = self._resolve_in(desc, arch, ref)
+        return None if found is None else found[1]
+
+    def _resolve_in(
+        self, desc: Descriptor, arch: str, ref: str
+    ) -> tuple[str, dict[str, Any]] | None:
         doc = self.read_json(desc.digest)
         media_type = doc.get("mediaType") or desc.media_type
         if media_type in INDEX_TYPES or "manifests" in doc:
@@ -468,11 +506,11 @@ class Layout:
                     f"OCI store {self.path}",
                     hint=f"pull {ref} for {arch} into the store",
                 )
-            return self._manifest_in(child, arch, ref)
+            return self._resolve_in(child, arch, ref)
         config = self.read_json(doc["config"]["digest"])
         if config.get("architecture") != arch:
             return None
-        return doc
+        return desc.digest, doc
 
     def _require_manifest(self, ref: str, arch: str) -> dict[str, Any]:
         manifest = self.manifest_for(ref, arch)
@@ -499,7 +537,10 @@ class Layout:
         0:0 with empty user and group names, and keep their modes and mtimes. Compressed
         (gzip, zstd) layers are unpacked to a scratch file next to ``out``, never to memory.
         """
-        manifest = self._require_manifest(ref, arch)
+        self.flatten_manifest(self._require_manifest(ref, arch), out)
+
+    def flatten_manifest(self, manifest: dict[str, Any], out: Path) -> None:
+        """:meth:`flatten` of one image manifest (from :meth:`resolve`)."""
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".flatten-") as scratch:

@@ -107,6 +107,9 @@ class StepContext:
     out_dir: Path
     outputs: tuple[str, ...]
     tool_paths: Mapping[str, str] = field(default_factory=dict)
+    probed: str | None = None
+    """What the step's probe reported when the node was keyed: act on this, not on a
+    second look, or a tag moved in between would store other bytes under this key."""
     cache_dir: Path | None = None
     """Where steps keep their own caches (Go's build cache, apt lists, the embedded OCI
     store). Never a key input: what a step reads from it must not change its output."""

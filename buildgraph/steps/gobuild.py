@@ -1,10 +1,11 @@
 """``go-build``: a static, reproducible Go binary (the init) for one arch.
 
-The build sees only what its key covers: the package's sources, the go tool (keyed by
-its Debian version), GOARCH and, for amd64, GOAMD64. Nothing of the caller's
-environment or Go configuration reaches it (GOENV=off, GOWORK=off, GOPROXY=off), and
--trimpath, -buildvcs=false and an empty build ID make the bytes independent of the
-checkout path and of the Go build cache, which lives in the steps' cache directory.
+The build sees only what its key covers: the package's declared sources (copied
+apart), the go tool (keyed by its Debian version), GOARCH and, for amd64, GOAMD64.
+Nothing of the caller's environment or Go configuration reaches it (GOENV=off,
+GOWORK=off, GOPROXY=off), and -trimpath, -buildvcs=false and an empty build ID make the
+bytes independent of the checkout path and of the Go build cache, which lives in the
+steps' cache directory.
 """
 
 from __future__ import annotations
@@ -72,6 +73,17 @@ def _go_cache(ctx: StepContext) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def _declared_tree(ctx: StepContext) -> Path:
+    """The declared sources, copied under the scratch directory: go build reads every
+    file of a package, and an undeclared one must fail the build, not go unkeyed."""
+    tree = ctx.out_dir.parent / "src"
+    for src in ctx.sources:
+        dest = tree / src.relative_to(ctx.root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(src.read_bytes())
+    return tree
+
+
 @step("go-build", version=1, tools=("go",), check=_check)
 def go_build(ctx: StepContext) -> None:
     """go build params.package for linux/ARCH, static (CGO_ENABLED=0) and reproducible."""
@@ -79,9 +91,12 @@ def go_build(ctx: StepContext) -> None:
         raise StepFailedError(
             f"go-build builds for {', '.join(GOARCHES)}, not {ctx.arch!r} (is the target per_arch?)"
         )
-    package = ctx.root / ctx.params["package"]
+    package = _declared_tree(ctx) / ctx.params["package"]
     if not (package / "go.mod").is_file():
-        raise StepFailedError(f"{ctx.params['package']}/go.mod does not exist")
+        raise StepFailedError(
+            f"{ctx.params['package']}/go.mod is not among the target's sources",
+            hint="list the package's go.mod and *.go files in sources",
+        )
     (name,) = ctx.outputs
     out = ctx.output(name)
     with _go_cache(ctx) as cache:

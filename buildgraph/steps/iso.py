@@ -79,7 +79,7 @@ def _iso_date(epoch: int) -> str:
 
 @step(
     "iso",
-    version=1,
+    version=2,
     tools=("grub-mkimage", "mkfs.vfat", "mmd", "mcopy", "xorriso"),
     check=_check,
 )
@@ -106,13 +106,23 @@ def iso(ctx: StepContext) -> None:
     early = work / "early.cfg"
     early.write_text(EARLY_CONFIG)
 
-    def mkimage(platform: str, fmt: str, output: Path) -> None:
+    def modules_dir(platform: str) -> Path:
         modules = grub / "usr" / "lib" / "grub" / platform
+        outside = not modules.resolve().is_relative_to(grub.resolve())
+        if outside or any(p.is_symlink() for p in modules.glob("*")):
+            raise StepFailedError(
+                f"usr/lib/grub/{platform} of the grub package holds symlinks",
+                hint="PKG_GRUB must carry the GRUB modules themselves",
+            )
         if not modules.is_dir():
             raise StepFailedError(
                 f"the grub package has no usr/lib/grub/{platform}",
                 hint="PKG_GRUB must carry the GRUB modules of every platform in params.firmware",
             )
+        return modules
+
+    def mkimage(platform: str, fmt: str, output: Path) -> None:
+        modules = modules_dir(platform)
         ctx.run(["grub-mkimage", "-O", fmt, "-d", str(modules), "-p", "/boot/grub",
                  "-c", str(early), "-o", str(output), *COMMON_MODULES, *MODULES[platform]],
                 env=env)  # fmt: skip
@@ -122,7 +132,7 @@ def iso(ctx: StepContext) -> None:
                "-c", "boot/boot.cat"]  # fmt: skip
     if BIOS in platforms:
         mkimage(BIOS, "i386-pc-eltorito", tree / "boot" / "grub" / "bios.img")
-        hybrid = grub / "usr" / "lib" / "grub" / BIOS / "boot_hybrid.img"
+        hybrid = modules_dir(BIOS) / "boot_hybrid.img"
         xorriso += ["-b", "boot/grub/bios.img", "-no-emul-boot", "-boot-load-size", "4",
                     "-boot-info-table", "--grub2-boot-info",
                     "--grub2-mbr", str(hybrid)]  # fmt: skip

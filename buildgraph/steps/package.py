@@ -3,13 +3,13 @@
 A package image (PKG_KERNEL, PKG_BASE, ...) is an OCI image reference:
 
 - in the embedded store (``local/...``, the default): used as it is; when the default
-  reference is missing there, it is built from the Debian packages pinned in the lock
-  file and stored, so the next build, a push or a user finds it;
+  reference is missing there, or was built from other pins, it is built from the Debian
+  packages pinned in the lock file and stored, so the next build, a push or a user finds it;
 - in a registry (``127.0.0.1:5005/me/kernel:v1``, ``ghcr.io/...``): pulled.
 
-The probe turns the reference into what it means right now (a pin, a store digest, a
-registry digest), so a moved tag or a re-pinned package changes the key and a switch
-back is a cache hit.
+The probe turns the reference into what it means right now (Debian pins, a manifest in
+the store, a registry digest); that enters the key, so a moved tag or a re-pinned package
+rebuilds and a switch back is a cache hit. The step then fetches exactly what was probed.
 """
 
 from __future__ import annotations
@@ -42,50 +42,67 @@ def _store(cache_dir: Path):
     return Layout(cache_dir / "oci")
 
 
-def _source(params: Mapping[str, Any], arch: str, root: Path, cache_dir: Path) -> tuple[str, Any]:
-    """("pins", [Pin]) | ("store", digest) | ("registry", Reference)."""
+def _ref(params: Mapping[str, Any], key: str):
     from ..oci.reference import parse
 
     try:
-        ref = parse(params["ref"])
+        return parse(params[key])
     except ValueError as err:
         raise BuildgraphError(
-            f"package image reference {params['ref']!r} is malformed: {err}",
+            f"package image reference {params[key]!r} is malformed: {err}",
             hint=f"give PKG_{params['name'].upper()} as [registry/]repository[:tag][@sha256:...]",
         ) from None
-    if ref.registry != "local":
-        return "registry", ref
+
+
+def _probe(probe: Probe) -> str:
+    """``debian <pins>``, ``store <manifest digest>`` or ``registry <digest>``."""
+    from ..oci.layout import LayoutError
+
+    assert probe.arch is not None
+    params = probe.params
+    ref = _ref(params, "ref")
+    if not ref.is_local:
+        from ..oci import registry
+
+        return f"registry {ref.digest or registry.resolve_digest(ref)}"
     pins = None
-    if params["ref"] == params["default"]:
-        pins = debian.pins_for(root / params["lock"], params["name"], arch)
-    manifest = _store(cache_dir).manifest_for(str(ref), arch)
-    if manifest is not None:
-        stored_pins = manifest.get("annotations", {}).get(PIN_ANNOTATION)
-        if pins is None or stored_pins != debian.pins_digest(pins):
-            return "store", manifest
+    if str(ref) == str(_ref(params, "default")):
+        pins = debian.pins_for(probe.root / params["lock"], params["name"], probe.arch)
+    try:
+        found = _store(probe.cache_dir).resolve(str(ref), probe.arch)
+    except LayoutError:
+        if pins is None:
+            raise
+        found = None  # a dangling or corrupt entry: built again from the pins
+    if found is not None:
+        digest, manifest = found
+        if pins is None or PIN_ANNOTATION not in (manifest.get("annotations") or {}):
+            return f"store {digest}"  # the user's own image, even at the default name
     if pins is not None:
-        return "pins", pins
+        return f"debian {debian.pins_digest(pins)}"
     raise BuildgraphError(
-        f"package image {ref} ({arch}) is not in the embedded store",
+        f"package image {ref} ({probe.arch}) is not in the embedded store",
         hint=f"put it there first, or set PKG_{params['name'].upper()} to a registry reference",
     )
 
 
-def _probe(probe: Probe) -> str:
-    assert probe.arch is not None
-    kind, what = _source(probe.params, probe.arch, probe.root, probe.cache_dir)
-    if kind == "pins":
-        return f"debian {debian.pins_digest(what)}"
-    if kind == "store":
-        return f"store {what['config']['digest']}"
-    from ..oci import registry
+def _from_pins(ctx: StepContext, wanted: str, store, name: str, scratch: Path) -> dict:
+    """The stored image built from the pins ``wanted``; downloaded and stored if absent."""
+    from ..oci.layout import Image, LayoutError, tar_from_directory
 
-    return f"registry {what.digest or registry.resolve_digest(what)}"
-
-
-def _import_pins(ctx: StepContext, pins: list[debian.Pin], store, ref: str, scratch: Path) -> None:
-    from ..oci.layout import Image, tar_from_directory
-
+    assert ctx.arch is not None and ctx.cache_dir is not None
+    pins = debian.pins_for(ctx.root / ctx.params["lock"], ctx.params["name"], ctx.arch)
+    if debian.pins_digest(pins) != wanted:
+        raise BuildgraphError(
+            f"{ctx.params['lock']} changed since the build was planned",
+            hint="run the build again",
+        )
+    try:
+        found = store.resolve(name, ctx.arch)
+    except LayoutError:
+        found = None
+    if found is not None and found[1].get("annotations", {}).get(PIN_ANNOTATION) == wanted:
+        return found[1]
     apt = debian.Apt(ctx.cache_dir / "apt", ctx.arch)
     tree = scratch / "tree"
     tree.mkdir()
@@ -96,24 +113,31 @@ def _import_pins(ctx: StepContext, pins: list[debian.Pin], store, ref: str, scra
         debian.extract(apt.download(pin, debs), tree)
     layer = scratch / "layer.tar"
     tar_from_directory(tree, layer, mtime=0)
-    image = Image(layers=[layer], config={"architecture": ctx.arch, "os": "linux"})
-    store.put_arch(ref, ctx.arch, image, {PIN_ANNOTATION: debian.pins_digest(pins)})
+    image = Image(layers=[layer], config={})
+    store.put_arch(name, ctx.arch, image, {PIN_ANNOTATION: wanted})
+    return store.resolve(name, ctx.arch)[1]
 
 
-@step("package", version=1, check=_check, probe=_probe)
+@step("package", version=2, check=_check, probe=_probe)
 def package(ctx: StepContext) -> None:
-    """Flatten package image params.ref for this arch into the single declared output."""
+    """Flatten what the probe found for params.ref and this arch into the declared output."""
     assert ctx.arch is not None and ctx.cache_dir is not None
     (out,) = ctx.outputs
+    probed = ctx.probed or _probe(Probe(ctx.params, ctx.arch, ctx.root, ctx.cache_dir))
+    kind, _, value = probed.partition(" ")
     store = _store(ctx.cache_dir)
-    kind, what = _source(ctx.params, ctx.arch, ctx.root, ctx.cache_dir)
-    ref = ctx.params["ref"]
+    ref = _ref(ctx.params, "ref")
     with tempfile.TemporaryDirectory(dir=ctx.out_dir.parent) as scratch:
-        if kind == "pins":
-            _import_pins(ctx, what, store, ref, Path(scratch))
-        elif kind == "registry":
-            from ..oci import registry
+        if kind == "debian":
+            manifest = _from_pins(ctx, value, store, str(ref), Path(scratch))
+        else:
+            if kind == "registry":
+                from ..oci import registry
 
-            ctx.progress(f"pulling {what}")
-            registry.pull(what, ctx.arch, store, store_as=ref)
-        store.flatten(ref, ctx.arch, ctx.output(out))
+                ctx.progress(f"pulling {ref}")
+                registry.pull(ref.with_digest(value), ctx.arch, store, store_as=str(ref))
+            found = store.resolve_digest(value, ctx.arch)
+            if found is None:
+                raise BuildgraphError(f"package image {ref} has no linux/{ctx.arch} image")
+            manifest = found[1]
+        store.flatten_manifest(manifest, ctx.output(out))

@@ -1,56 +1,93 @@
 """``rootfs``: the OS's root filesystem, a squashfs of the base package plus our files.
 
 The base package (busybox-static) brings the programs; the step adds the applet links,
-the empty mount points the init needs, ``/etc/os-release`` carrying the version, and the
-files under params.files (a directory in the repo, also listed as the target's sources).
+the empty mount points the init needs (params.dirs, ``path`` or ``path:mode``),
+``/etc/os-release`` carrying the version, and the files under params.files (a directory in
+the repo, also listed as the target's sources). Every mode is set here, from the
+package or from the source's exec bit, never from the checkout or the umask; nothing is
+written through a symlink the package brought, so an image cannot aim a write at the host.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from ..errors import StepFailedError
 from . import StepContext, check_epoch, step
 
 
 def _check(params: Mapping[str, Any]) -> None:
+    check_epoch(params)
     if not isinstance(params.get("os_release"), dict):
         raise ValueError("the rootfs step needs params.os_release, a mapping")
     for name in ("applets", "dirs"):
         if not isinstance(params.get(name, []), list):
             raise ValueError(f"params.{name} of the rootfs step must be a list")
-    check_epoch(params)
+    for entry in params.get("dirs", []):
+        _path, _, mode = str(entry).partition(":")
+        if mode and not all(c in "01234567" for c in mode):
+            raise ValueError(f"params.dirs: {entry!r}: the mode after ':' must be octal")
 
 
-@step("rootfs", version=1, tools=("mksquashfs",), check=_check)
+def _target(tree: Path, relative: str) -> Path:
+    """``tree/relative``, refusing a path whose parents include a symlink of the package."""
+    path = tree
+    for part in Path(relative).parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise StepFailedError(
+                f"the base package has a symlink at /{path.relative_to(tree)}, where the"
+                f" rootfs step must write /{relative}",
+                hint="make it a directory in the base package image",
+            )
+        path.mkdir(mode=0o755, exist_ok=True)
+    target = tree / relative
+    if target.is_symlink():
+        target.unlink()
+    return target
+
+
+@step("rootfs", version=2, tools=("mksquashfs",), check=_check)
 def rootfs(ctx: StepContext) -> None:
     """Assemble the tree and pack it with mksquashfs's reproducible flags."""
     (out,) = ctx.outputs
     tree = ctx.out_dir.parent / "rootfs"
-    tree.mkdir()
+    tree.mkdir(mode=0o755)
     with tarfile.open(ctx.input("pkg-base")) as tar:
         tar.extractall(tree, filter="tar")
-    for directory in ctx.params.get("dirs", []):
-        (tree / directory).mkdir(parents=True, exist_ok=True)
+    for entry in ctx.params.get("dirs", []):
+        relative, _, mode = str(entry).partition(":")
+        directory = _target(tree, relative)
+        if not directory.is_dir():
+            directory.mkdir()
+        directory.chmod(int(mode or "755", 8))
     for applet in ctx.params.get("applets", []):
-        link = tree / "bin" / applet
-        if not link.exists() and not link.is_symlink():
+        link = _target(tree, f"bin/{applet}")
+        if not link.exists():
             link.symlink_to("busybox")
     release = "".join(f'{k}="{v}"\n' for k, v in ctx.params["os_release"].items())
-    (tree / "etc").mkdir(exist_ok=True)
-    (tree / "etc" / "os-release").write_text(release)
+    _write(_target(tree, "etc/os-release"), release.encode(), executable=False)
     files = ctx.params.get("files")
     if files:
         base = ctx.root / files
         for src in ctx.sources:
-            dest = tree / src.relative_to(base)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(src.read_bytes())
-            os.chmod(dest, src.stat().st_mode & 0o7777)
+            dest = _target(tree, str(src.relative_to(base)))
+            _write(dest, src.read_bytes(), executable=bool(src.stat().st_mode & 0o100))
+    tree.chmod(0o755)
     epoch = str(int(ctx.params["epoch"]))
     ctx.run(
         ["mksquashfs", str(tree), str(ctx.output(out)), "-noappend", "-quiet", "-no-progress",
          "-reproducible", "-all-root", "-no-xattrs", "-mkfs-time", epoch, "-all-time", epoch],
     )  # fmt: skip
+
+
+def _write(path: Path, data: bytes, executable: bool) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    path.write_bytes(data)
+    os.chmod(path, 0o755 if executable else 0o644)

@@ -1,0 +1,593 @@
+"""Engine overhead on the real boot graph: ``doit iso`` against its tools run bare.
+
+Why this exists: buildgraph wraps a few slow tools (go build, mksquashfs, xz,
+grub-mkimage, xorriso) in keys, a content-addressed cache and doit. This script measures
+what the wrapping costs on the graph buildgraph exists for, against the same tools run
+on the same inputs as a shell script would run them, in the same run.
+
+Set-up, not timed:
+
+* the checkout's files (tracked and new, not ignored) are copied to ``_work/boot/clone``;
+  doit runs there and imports that copy of buildgraph/, so edits made to the checkout
+  meanwhile do not reach the measurement;
+* a warm-up build into ``_work/boot/seed`` (kept between runs) fills the steps' own caches
+  (``steps/``): the embedded OCI store with the package images (only a first run downloads
+  them), apt's lists and the Go build cache;
+* the variables that would come from git or the host are fixed (``VARS``).
+
+Cold, per arch, ``--cold`` rounds, alternating which of the two goes first:
+
+* buildgraph: ``doit iso PLATFORM=linux/<arch>`` with an empty cache except ``steps/``, a
+  copy of the seed's, and the package images named by references of the benchmark's
+  (``SEED_REFS``): the ``pkg-*`` nodes flatten them from the embedded store, without the
+  network, and Go's build cache is warm. Timed by wall clock; each node's own ``seconds``
+  come from its JSON ``node`` event;
+* raw: one ``sh -eu`` script per node, timed by wall clock, running the node's tools on the
+  same inputs with the same flags (``Raw``), with a copy of the same seed's Go build
+  cache: Go is warm for both. A package node is ``sha256sum`` and ``cp`` of the image's
+  one layer, which is the flattened tar. The script checks that both peers made the same
+  bytes, except for the initramfs (GNU cpio's archive holds the same entries in another
+  order) and the iso that carries it.
+
+Warm, per arch, ``--repeat`` times each:
+
+* no-op: ``doit iso`` again with nothing to do;
+* one change: ``IMAGER_ARGS=--extra-kernel-arg=x=<n>`` rebuilds ``cmdline`` and ``iso``;
+  against the raw cmdline and iso scripts with the same command line.
+
+Usage::
+
+    python bench/boot.py [--arch amd64 arm64] [--cold 5] [--repeat 10] [--write]
+
+``--write`` puts the results in BENCHMARKS.md, between the ``boot`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import lzma
+import os
+import shlex
+import shutil
+import statistics
+import string
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from common import REPO, WORK, doit_path, exclusive, host, revision, say, write_section
+
+from buildgraph.oci.layout import Layout
+from buildgraph.steps import iso as iso_step
+
+BOOT = WORK / "boot"
+CLONE = BOOT / "clone"
+SEED = BOOT / "seed"
+MARKERS = ("<!-- boot:begin -->", "<!-- boot:end -->")
+VARS = {
+    "TAG": "v1.0.0",
+    "SOURCE_DATE_EPOCH": "1700000000",
+    "GOAMD64": "v2",
+    "PKGS_PREFIX": "local/pkgs",
+    "PKGS": "latest",
+}
+"""Fixed for both peers: the clone has no git history to take TAG and the epoch from."""
+NODES = ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs",
+         "cmdline", "iso")  # fmt: skip
+"""The targets ``iso`` needs, in the order the raw peer runs them (a topological one)."""
+PACKAGES = {"pkg-kernel": "kernel", "pkg-base": "base", "pkg-grub": "grub"}
+SEED_REFS = {node: f"local/bench/{name}:seed" for node, name in PACKAGES.items()}
+"""The warm-up's package images under names of the benchmark's: the measured builds give
+them as PKG_<NAME>, which the package step takes from the embedded store as they are.
+Under their default names it would download the pinned .debs again (see ``tag_seed``)."""
+STORE_VARS = [f"PKG_{name.upper()}={SEED_REFS[node]}" for node, name in PACKAGES.items()]
+COLD_GOAL = 0.05
+NOOP_GOAL_SECONDS = 0.3
+CLEAN_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+
+# -- buildgraph ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DoitRun:
+    wall: float
+    nodes: dict[str, tuple[str, float]]
+    """Node label (``iso:amd64``) -> (built | cached, its seconds), from the JSON log."""
+
+    def built(self) -> set[str]:
+        return {label for label, (status, _) in self.nodes.items() if status == "built"}
+
+
+def doit_env(cache: Path) -> dict[str, str]:
+    return {
+        **CLEAN_ENV,
+        "HOME": str(BOOT / "home"),
+        "PYTHONPATH": str(CLONE),
+        "BUILDGRAPH_CACHE": str(cache),
+        "BUILDGRAPH_LOG": "json",
+        **VARS,
+    }
+
+
+def doit(cache: Path, platforms: str, *variables: str) -> DoitRun:
+    """``doit iso PLATFORM=<platforms>`` in the clone, timed by wall clock."""
+    argv = [doit_path(), "iso", f"PLATFORM={platforms}", *variables]
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=CLONE, env=doit_env(cache), capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(argv[1:])} failed:\n{done.stdout}{done.stderr[-3000:]}")
+    nodes = {}
+    for line in done.stderr.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == "node":
+                nodes[event["node"]] = (event["status"], event["seconds"])
+    return DoitRun(wall, nodes)
+
+
+def clone_checkout() -> None:
+    """The checkout's files, tracked and new (not ignored), as tests/realgraph.py does."""
+    shutil.rmtree(CLONE, ignore_errors=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        src = REPO / name
+        if src.is_file():
+            (CLONE / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, CLONE / name, follow_symlinks=False)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import buildgraph; print(buildgraph.__file__)"],
+        cwd=BOOT, env=doit_env(SEED), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    if Path(probe.stdout.strip()).parent != CLONE / "buildgraph":
+        raise SystemExit(f"doit would import {probe.stdout.strip()}, not the clone's buildgraph")
+
+
+def tag_seed() -> None:
+    """Name the warm-up's package images by SEED_REFS in the seed's embedded store.
+
+    With a default reference (``local/pkgs/kernel:latest``), the package step imports the
+    image from the pinned Debian packages, downloading them, even when the store already
+    holds that image made from the same pins; given any other reference, it flattens the
+    stored image. Measured builds use SEED_REFS, so no network enters them.
+    """
+    store = Layout(SEED / "steps" / "oci")
+    for node, ref in SEED_REFS.items():
+        default = _substitute(specs()[node]["params"]["default"])
+        descriptor = store.lookup(default)
+        if descriptor is None:
+            raise SystemExit(f"the warm-up left no {default} in {store.path}")
+        store.set_ref(ref, descriptor)
+
+
+def fresh_cache(path: Path) -> None:
+    """An empty cache but for ``steps/``, a copy of the seed's; no ``_out/`` in the clone."""
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(SEED / "steps", path / "steps", symlinks=True)
+    shutil.rmtree(CLONE / "_out", ignore_errors=True)
+
+
+# -- the raw peer --------------------------------------------------------------------
+
+
+def specs() -> dict[str, Any]:
+    """The clone's targets/boot.yaml: target name -> its spec."""
+    return yaml.safe_load((CLONE / "targets" / "boot.yaml").read_text())["targets"]
+
+
+def _substitute(value: Any) -> Any:
+    if isinstance(value, str):
+        return string.Template(value).safe_substitute(VARS)
+    if isinstance(value, dict):
+        return {key: _substitute(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the author of a shell script knows before writing it, taken (untimed) from the
+    warm-up's outputs: which module files go into the initramfs, their load order, and the
+    kernel command line."""
+
+    modules: list[str]
+    load_list: str
+    cmdline: str
+
+    @classmethod
+    def from_outputs(cls, arch: str) -> Known:
+        unpack = f"xz -dc {shlex.quote(str(CLONE / '_out' / f'initramfs-{arch}.xz'))} | cpio -i"
+        listing = _sh(f"{unpack} -t --quiet").split()
+        load_list = _sh(f"{unpack} --to-stdout --quiet lib/modules/load.list")
+        modules = [name for name in listing if name.endswith(".ko")]
+        return cls(modules, load_list, (CLONE / "_out" / f"cmdline-metal-{arch}").read_text())
+
+
+def _sh(script: str) -> str:
+    return subprocess.run(
+        ["sh", "-euc", script], capture_output=True, text=True, check=True, env=CLEAN_ENV
+    ).stdout
+
+
+class Raw:
+    """The raw peer of one arch: per node, the tools its step runs, as an ``sh`` script."""
+
+    def __init__(self, arch: str, known: Known) -> None:
+        self.arch = arch
+        self.known = known
+        self.params = {name: _substitute(specs()[name].get("params", {})) for name in NODES}
+
+    def layer(self, node: str) -> tuple[str, Path]:
+        """sha256 and path of the package image's layer, which must be one plain tar."""
+        store = Layout(SEED / "steps" / "oci")
+        ref = SEED_REFS[node]
+        manifest = store.manifest_for(ref, self.arch) or {}
+        layers = manifest.get("layers") or []
+        if len(layers) != 1:
+            raise SystemExit(f"{ref} ({self.arch}): raw copies a one-layer image, not {layers}")
+        path = store.blob_path(layers[0]["digest"])
+        with open(path, "rb") as blob:
+            blob.seek(257)
+            if blob.read(5) != b"ustar":
+                raise SystemExit(f"{ref} ({self.arch}): raw copies a plain tar layer")
+        return layers[0]["digest"].removeprefix("sha256:"), path
+
+    def scripts(self, gocache: Path, cmdline: str) -> dict[str, str]:
+        """node -> script, run in the output directory; ``W`` is a node's scratch."""
+        arch, q = self.arch, shlex.quote
+        scripts = {}
+        for node, name in PACKAGES.items():
+            digest, blob = self.layer(node)
+            scripts[node] = (
+                f"echo {digest}'  '{q(str(blob))} | sha256sum --check --status\n"
+                f"mkdir -p pkgs\ncp {q(str(blob))} pkgs/{name}-{arch}.tar"
+            )
+        scripts["kernel"] = (
+            f"tar -xOf pkgs/kernel-{arch}.tar --wildcards 'boot/vmlinuz*' > vmlinuz-{arch}"
+        )
+        go = self.params["init"]
+        goenv = {
+            "HOME": gocache, "GOOS": "linux", "GOARCH": arch, "CGO_ENABLED": "0",
+            "GOCACHE": gocache / "cache", "GOPATH": gocache / "gopath", "GOENV": "off",
+            "GOWORK": "off", "GOPROXY": "off", "GOSUMDB": "off", "GO111MODULE": "on",
+            "GOTOOLCHAIN": "local", **({"GOAMD64": go["goamd64"]} if arch == "amd64" else {}),
+        }  # fmt: skip
+        scripts["init"] = (
+            f"out=$PWD\ncd {q(str(CLONE / go['package']))}\n"
+            + "".join(f"export {k}={q(str(v))}\n" for k, v in goenv.items())
+            + "go build -trimpath -buildvcs=false -modcacherw -ldflags='-s -w -buildid='"
+            f" -o $out/init-{arch} ."
+        )
+        rootfs = self.params["rootfs"]
+        epoch = int(rootfs["epoch"])
+        release = "".join(f'{k}="{v}"\n' for k, v in rootfs["os_release"].items())
+        scripts["rootfs"] = (
+            f"rm -rf W && mkdir -p W/tree\ntar -xf pkgs/base-{arch}.tar -C W/tree\n"
+            f"cd W/tree\nmkdir -p {' '.join(map(q, rootfs['dirs']))}\n"
+            f"for a in {' '.join(map(q, rootfs['applets']))}; do\n"
+            '  [ -e "bin/$a" ] || [ -L "bin/$a" ] || ln -s busybox "bin/$a"\ndone\n'
+            f"printf %s {q(release)} > etc/os-release\n"
+            f"cp -R {q(str(CLONE / rootfs['files']))}/. .\ncd ../..\n"
+            f"mksquashfs W/tree rootfs-{arch}.sqsh -noappend -quiet -no-progress -reproducible"
+            f" -all-root -no-xattrs -mkfs-time {epoch} -all-time {epoch}\nrm -rf W"
+        )
+        epoch = int(self.params["initramfs"]["epoch"])
+        scripts["initramfs"] = (
+            "rm -rf W && mkdir -p W/dev W/lib/modules W/newroot W/proc W/sys\n"
+            f"mknod -m 600 W/dev/console c 5 1\ncp init-{arch} W/init\n"
+            f"tar -xf pkgs/kernel-{arch}.tar -C W {' '.join(map(q, self.known.modules))}\n"
+            f"printf %s {q(self.known.load_list)} > W/lib/modules/load.list\n"
+            f"cp rootfs-{arch}.sqsh W/rootfs.sqsh\nfind W -exec touch -h -d @{epoch} {{}} +\n"
+            "(cd W && find . -mindepth 1 -printf '%P\\n' | sort |"
+            f" cpio -o -H newc -R 0:0 --reproducible --quiet) > initramfs-{arch}.cpio\n"
+            f"xz --check=crc32 --threads=1 -6 -f initramfs-{arch}.cpio\n"
+            f"mv initramfs-{arch}.cpio.xz initramfs-{arch}.xz\nrm -rf W"
+        )
+        scripts["cmdline"] = f"printf %s {q(cmdline)} > cmdline-metal-{arch}"
+        scripts["iso"] = self._iso(cmdline)
+        return scripts
+
+    def _iso(self, cmdline: str) -> str:
+        arch, q, params = self.arch, shlex.quote, self.params["iso"]
+        epoch = int(params["epoch"])
+        platforms = params["firmware"][arch]
+        lines = [
+            f"export SOURCE_DATE_EPOCH={epoch}",
+            f"rm -rf W metal-{arch}.iso && mkdir -p W/grub W/iso/boot/grub",
+            f"tar -xf pkgs/grub-{arch}.tar -C W/grub",
+            f"cp vmlinuz-{arch} W/iso/boot/vmlinuz",
+            f"cp initramfs-{arch}.xz W/iso/boot/initramfs.xz",
+            f"printf '%s\\n' {q(params['volume'])} > W/iso/{iso_step.MARKER}",
+            f"printf %s {q(iso_step.grub_cfg(cmdline))} > W/iso/boot/grub/grub.cfg",
+            f"printf %s {q(iso_step.EARLY_CONFIG)} > W/early.cfg",
+        ]
+
+        def mkimage(platform: str, fmt: str, output: str) -> str:
+            modules = " ".join([*iso_step.COMMON_MODULES, *iso_step.MODULES[platform]])
+            return (f"grub-mkimage -O {fmt} -d W/grub/usr/lib/grub/{platform} -p /boot/grub"
+                    f" -c W/early.cfg -o {output} {modules}")  # fmt: skip
+
+        date = time.strftime("%Y%m%d%H%M%S00", time.gmtime(epoch))
+        xorriso = (f"xorriso -as mkisofs -o metal-{arch}.iso -r -J -V {q(params['volume'])}"
+                   f" --modification-date={date} -c boot/boot.cat")  # fmt: skip
+        bios = iso_step.BIOS
+        if bios in platforms:
+            lines.append(mkimage(bios, "i386-pc-eltorito", "W/iso/boot/grub/bios.img"))
+            xorriso += (" -b boot/grub/bios.img -no-emul-boot -boot-load-size 4"
+                        " -boot-info-table --grub2-boot-info"
+                        f" --grub2-mbr W/grub/usr/lib/grub/{bios}/boot_hybrid.img")  # fmt: skip
+        loaders = [f"W/{iso_step.EFI_LOADER[p]}" for p in platforms if p in iso_step.EFI_LOADER]
+        if loaders:
+            lines += [mkimage(p, p, f"W/{iso_step.EFI_LOADER[p]}")
+                      for p in platforms if p in iso_step.EFI_LOADER]  # fmt: skip
+            lines += [
+                f"size=$(( $(cat {' '.join(loaders)} | wc -c) / 1024 + 512 ))",
+                "mkfs.vfat --invariant -i 0xb0071500 -n EFIBOOT -C W/iso/boot/efi.img $size",
+                "mmd -i W/iso/boot/efi.img ::/EFI ::/EFI/BOOT",
+                f"touch -d @{epoch} {' '.join(loaders)}",
+                *(f"mcopy -m -i W/iso/boot/efi.img {loader} ::/EFI/BOOT/{Path(loader).name}"
+                  for loader in loaders),
+            ]  # fmt: skip
+            if bios in platforms:
+                xorriso += " -eltorito-alt-boot"
+            xorriso += " -e boot/efi.img -no-emul-boot -efi-boot-part --efi-boot-image"
+        lines += [f"find W/iso -exec touch -h -d @{epoch} {{}} +", f"{xorriso} W/iso", "rm -rf W"]
+        return "\n".join(lines)
+
+
+def run_raw(out: Path, scripts: dict[str, str], nodes: Sequence[str]) -> dict[str, float]:
+    """Run the scripts of ``nodes`` in ``out``, one ``sh`` each; node -> wall seconds."""
+    seconds = {}
+    for node in nodes:
+        started = time.perf_counter()
+        done = subprocess.run(
+            ["sh", "-euc", scripts[node]], cwd=out, env=CLEAN_ENV, capture_output=True, text=True
+        )
+        seconds[node] = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"raw {node} failed in {out}:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+# -- measuring -----------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    arch: str
+    walls: list[float] = field(default_factory=list)
+    steps: list[dict[str, float]] = field(default_factory=list)
+    """Per cold round, target -> the node's seconds."""
+    raws: list[dict[str, float]] = field(default_factory=list)
+    """Per cold round, target -> its raw script's seconds."""
+    noops: list[float] = field(default_factory=list)
+    changes: list[float] = field(default_factory=list)
+    raw_changes: list[float] = field(default_factory=list)
+    same: list[str] = field(default_factory=list)
+    """Outputs whose bytes are the same in both peers."""
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def step_sum(self) -> float:
+        return statistics.median(sum(round_.values()) for round_ in self.steps)
+
+    @property
+    def raw(self) -> float:
+        return statistics.median(sum(round_.values()) for round_ in self.raws)
+
+    @property
+    def outside(self) -> float:
+        """Seconds of ``doit iso`` outside any node: start-up, planning, doit."""
+        return statistics.median(
+            wall - sum(round_.values()) for wall, round_ in zip(self.walls, self.steps, strict=True)
+        )
+
+    def node(self, target: str) -> float:
+        return statistics.median(round_[target] for round_ in self.steps)
+
+    def raw_node(self, target: str) -> float:
+        return statistics.median(round_[target] for round_ in self.raws)
+
+
+def outputs(arch: str) -> dict[str, str]:
+    """target -> its output's path under ``_out/``."""
+    return {
+        name: string.Template(specs()[name]["outputs"][0]).substitute(ARCH=arch) for name in NODES
+    }
+
+
+def cpio_entries(path: Path) -> dict[str, tuple]:
+    """name -> (mode, uid, gid, mtime, rdev major, rdev minor, data) of an xz newc cpio."""
+    data = lzma.decompress(path.read_bytes())
+    entries: dict[str, tuple] = {}
+    at = 0
+    while True:
+        fields = [int(data[at + 6 + 8 * i : at + 14 + 8 * i], 16) for i in range(13)]
+        _ino, mode, uid, gid, _nlink, mtime, size, _, _, major, minor, name_size, _ = fields
+        name = data[at + 110 : at + 109 + name_size].decode()
+        at = (at + 110 + name_size + 3) & ~3
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, uid, gid, mtime, major, minor, data[at : at + size])
+        at = (at + size + 3) & ~3
+
+
+def compare(arch: str, raw_out: Path) -> list[str]:
+    """The targets whose output has the same bytes in both peers. GNU cpio writes other
+    bytes than buildgraph's writer (inode numbers, order), so the initramfs must hold the
+    same entries; every other output but the iso, which carries it, the same bytes."""
+    same = []
+    for target, name in outputs(arch).items():
+        if filecmp.cmp(CLONE / "_out" / name, raw_out / name, shallow=False):
+            same.append(target)
+    initramfs = outputs(arch)["initramfs"]
+    if cpio_entries(CLONE / "_out" / initramfs) != cpio_entries(raw_out / initramfs):
+        raise SystemExit(f"{arch}: the raw initramfs holds other entries than buildgraph's")
+    if set(NODES) - set(same) - {"initramfs", "iso"}:
+        raise SystemExit(f"{arch}: the raw peer made other bytes for {set(NODES) - set(same)}")
+    return same
+
+
+def measure(raw: Raw, rounds: int, repeat: int) -> Result:
+    arch = raw.arch
+    result = Result(arch)
+    cache, raw_out, gocache = (BOOT / f"{what}-{arch}" for what in ("cache", "raw", "raw-go"))
+    for round_ in range(rounds):
+        fresh_cache(cache)
+        shutil.rmtree(raw_out, ignore_errors=True)
+        raw_out.mkdir()
+        shutil.rmtree(gocache, ignore_errors=True)
+        shutil.copytree(SEED / "steps" / "go-build", gocache, symlinks=True)
+        for peer in ("raw", "buildgraph") if round_ % 2 == 0 else ("buildgraph", "raw"):
+            if peer == "raw":
+                result.raws.append(run_raw(raw_out, raw.scripts(gocache, raw.known.cmdline), NODES))
+                say(f"  {arch} cold raw        {sum(result.raws[-1].values()):8.2f}s")
+                continue
+            run = doit(cache, f"linux/{arch}", *STORE_VARS)
+            expected = {f"{target}:{arch}" for target in NODES}
+            if run.built() != expected:
+                raise SystemExit(f"a cold build built {sorted(run.built())}, not {expected}")
+            result.walls.append(run.wall)
+            result.steps.append({label.split(":")[0]: s for label, (_, s) in run.nodes.items()})
+            nodes = sum(result.steps[-1].values())
+            say(f"  {arch} cold buildgraph {run.wall:8.2f}s, nodes {nodes:.2f}s")
+    result.same = compare(arch, raw_out)
+    for _ in range(repeat):
+        run = doit(cache, f"linux/{arch}", *STORE_VARS)
+        if run.built():
+            raise SystemExit(f"a no-op built {sorted(run.built())}")
+        result.noops.append(run.wall)
+        say(f"  {arch} no-op           {run.wall:8.3f}s")
+    for n in range(1, repeat + 1):
+        run = doit(cache, f"linux/{arch}", *STORE_VARS, f"IMAGER_ARGS=--extra-kernel-arg=x={n}")
+        if run.built() != {f"cmdline:{arch}", f"iso:{arch}"}:
+            raise SystemExit(f"one change built {sorted(run.built())}, not cmdline and iso")
+        changed = (CLONE / "_out" / f"cmdline-metal-{arch}").read_text()
+        seconds = run_raw(raw_out, raw.scripts(gocache, changed), ("cmdline", "iso"))
+        result.changes.append(run.wall)
+        result.raw_changes.append(sum(seconds.values()))
+        say(f"  {arch} one change      {run.wall:8.3f}s, raw {result.raw_changes[-1]:.3f}s")
+    return result
+
+
+# -- reporting -----------------------------------------------------------------------
+
+
+def tool_versions() -> str:
+    go = _sh("go version").split()[2].removeprefix("go")
+    doit_version = _sh(f"{shlex.quote(doit_path())} --version").split()[0]
+    return f"doit {doit_version}, Go {go}"
+
+
+def report(results: list[Result], argv: Sequence[str], where: str, repeat: int) -> str:
+    head = "| node |" + "".join(f" {r.arch} buildgraph (s) | {r.arch} raw (s) |" for r in results)
+    rows = [head, "|---|" + "---:|---:|" * len(results)]
+    for target in NODES:
+        rows.append(f"| {target} |" + "".join(
+            f" {r.node(target):.2f} | {r.raw_node(target):.2f} |" for r in results))  # fmt: skip
+    rows.append("| sum of steps |" + "".join(f" {r.step_sum:.2f} | {r.raw:.2f} |" for r in results))
+    rows.append("| whole run |" + "".join(f" {r.wall:.2f} | {r.raw:.2f} |" for r in results))
+    summary = [
+        "| arch | cold `doit iso` (s) | its nodes (s) | raw tools (s) | over raw | engine's own "
+        "share | no-op median (s) | no-op min (s) | one change (s) | raw cmdline + iso (s) "
+        "| over raw |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    verdicts = []
+    met = {True: "met", False: "**not met**"}
+    for r in results:
+        over = (r.wall - r.raw) / r.raw
+        own = r.outside / r.wall
+        change, raw_change = statistics.median(r.changes), statistics.median(r.raw_changes)
+        noop = statistics.median(r.noops)
+        summary.append(
+            f"| {r.arch} | {r.wall:.2f} | {r.step_sum:.2f} | {r.raw:.2f} | {over:+.1%} "
+            f"| {own:.1%} | {noop:.3f} | {min(r.noops):.3f} | {change:.3f} | {raw_change:.3f} "
+            f"| {(change - raw_change) / raw_change:+.0%} |"
+        )
+        differ = [t for t in NODES if t not in r.same]
+        raws = [sum(round_.values()) for round_ in r.raws]
+        verdicts += [
+            f"- {r.arch}, cold: `doit iso` {r.wall:.2f} s against the raw tools' {r.raw:.2f} s, "
+            f"{over:+.1%}, against a goal of under {COLD_GOAL:.0%}: {met[over < COLD_GOAL]}. "
+            f"Rounds: `doit iso` {min(r.walls):.2f}-{max(r.walls):.2f} s, raw tools "
+            f"{min(raws):.2f}-{max(raws):.2f} s. "
+            f"Time outside any node (start-up, planning, doit): {r.outside:.2f} s, "
+            f"{own:.1%} of the wall.",
+            f"- {r.arch}, no-op: median {noop:.3f} s, min {min(r.noops):.3f} s, against a goal "
+            f"of under {NOOP_GOAL_SECONDS} s: {met[noop < NOOP_GOAL_SECONDS]}.",
+            f"- {r.arch}, outputs: the same bytes from both peers for {', '.join(r.same)}; "
+            f"{', '.join(differ)} differ: GNU cpio orders and numbers the entries otherwise "
+            "than buildgraph's writer, and the iso carries the initramfs. The two initramfs "
+            "archives hold the same entries (names, modes, owners, mtimes, devices, bytes); "
+            "the script checks it.",
+        ]
+    command = " ".join(["python", "bench/boot.py", *argv])
+    return "\n".join([
+        f"Command: `{command}`",
+        "",
+        f"Machine: {where}.",
+        "",
+        "Cold: medians of the rounds, per node and in total; Go's build cache warm for both "
+        "peers (a copy of the same warm-up's); package images from the embedded store, given "
+        "as `PKG_<NAME>=local/bench/<name>:seed` (under their default names the package "
+        "step downloads the pinned .debs again, even when the store has the image). A "
+        "node's buildgraph seconds include its own engine work (scratch directory, inputs "
+        "linked in, outputs hashed into the cache, links into `_out/`); a raw script's, its "
+        "`sh`. Over raw = (`doit iso` wall - raw tools) / raw tools; engine's own share = "
+        "(`doit iso` wall - its nodes) / `doit iso` wall, per round. Warm: "
+        f"{repeat} no-op runs, and {repeat} runs each changing `IMAGER_ARGS` (rebuilds cmdline "
+        "and iso), against the raw cmdline and iso scripts; medians.",
+        "",
+        *rows,
+        "",
+        *summary,
+        "",
+        *verdicts,
+    ])  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--arch", nargs="+", choices=("amd64", "arm64"),
+                        default=["amd64", "arm64"], help="one row each")  # fmt: skip
+    parser.add_argument("--cold", type=int, default=5, help="cold rounds per arch")
+    parser.add_argument("--repeat", type=int, default=10, help="no-op and one-change runs")
+    parser.add_argument("--write", action="store_true", help="put the results in BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    if args.cold < 1 or args.repeat < 1:
+        parser.error("--cold and --repeat must be at least 1")
+    with exclusive():
+        BOOT.mkdir(exist_ok=True)
+        engine = revision("buildgraph", "targets", "init")
+        where = f"{host()}, {tool_versions()}, buildgraph at {engine}"
+        clone_checkout()
+        say(f"warm-up build into {SEED} (downloads the package images the first time)")
+        doit(SEED, ",".join(f"linux/{arch}" for arch in args.arch))
+        tag_seed()
+        raws = [Raw(arch, Known.from_outputs(arch)) for arch in args.arch]
+        load = os.getloadavg()[0]
+        results = [measure(raw, args.cold, args.repeat) for raw in raws]
+    where += f"; 1-minute load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    section = report(results, argv if argv is not None else sys.argv[1:], where, args.repeat)
+    print(section)
+    if args.write:
+        write_section(*MARKERS, section)
+
+
+if __name__ == "__main__":
+    main()

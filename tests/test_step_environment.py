@@ -1,0 +1,57 @@
+"""What a step's tools see: no caller environment, a fixed umask, no way out of the tree."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from project import build, make_project
+
+from buildgraph.errors import StepFailedError
+from buildgraph.steps import StepContext
+from buildgraph.steps.rootfs import rootfs
+
+SPECS = """
+targets:
+  probe-env:
+    step: shell
+    params:
+      script: |
+        touch $OUT/f
+        stat -c %a $OUT/f > $OUT/env.txt
+        echo ${LEAK:-none} >> $OUT/env.txt
+    outputs: [f, env.txt]
+"""
+
+
+def test_tools_see_neither_the_callers_environment_nor_its_umask(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEAK", "from-the-caller")
+    root = make_project(tmp_path / "repo", SPECS)
+    old = os.umask(0o077)
+    try:
+        build(root, tmp_path / "cache", ["probe-env"])
+    finally:
+        os.umask(old)
+    assert (root / "_out" / "env.txt").read_text() == "644\nnone\n"
+
+
+def test_rootfs_refuses_to_write_through_a_symlink_of_the_base_package(tmp_path: Path) -> None:
+    victim = tmp_path / "host-etc"
+    victim.mkdir()
+    base = tmp_path / "base.tar"
+    with tarfile.open(base, "w") as tar:
+        link = tarfile.TarInfo("etc")
+        link.type, link.linkname = tarfile.SYMTYPE, str(victim)
+        tar.addfile(link)
+    out = tmp_path / "scratch" / "out"
+    out.mkdir(parents=True)
+    ctx = StepContext(
+        params={"os_release": {"ID": "x"}, "epoch": "0", "dirs": [], "applets": []},
+        arch="amd64", root=tmp_path, sources=[], inputs={"pkg-base:amd64": {"b.tar": base}},
+        out_dir=out, outputs=("rootfs.sqsh",),
+    )  # fmt: skip
+    with pytest.raises(StepFailedError, match="symlink at /etc"):
+        rootfs(ctx)
+    assert list(victim.iterdir()) == []
