@@ -18,7 +18,7 @@ from . import steps
 from .errors import SpecError, UnknownTargetError
 from .hashing import encode
 from .nodeplan import NodePlan, static_components
-from .specs import Specs, TargetSpec, substitute
+from .specs import Specs, TargetSpec, references, select_arch, substitute
 from .variables import Values
 
 _GLOB = set("*?[")
@@ -131,6 +131,15 @@ def _parents(path: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
+def _node_vars(spec: TargetSpec, params: dict) -> tuple[str, ...]:
+    """The variables one node reads: per_arch branches of other arches do not count."""
+    if params is spec.params:
+        return spec.vars
+    read = references([params, list(spec.outputs), list(spec.sources)])
+    read |= {ref for need in spec.needs for ref in references(need.arches)}
+    return tuple(v for v in spec.vars if v in read or v in spec.declared_vars)
+
+
 def _lookup(spec: TargetSpec, arch: str | None, values: Values) -> dict[str, str]:
     table = {name: values[name] for name in spec.vars}
     if arch:
@@ -155,7 +164,8 @@ def compile_nodes(
         spec: TargetSpec = data["spec"]
         arch = data["arch"]
         lookup = _lookup(spec, arch, values)
-        params = substitute(spec.params, lookup)
+        selected = select_arch(spec.params, arch) if arch else spec.params
+        params = substitute(selected, lookup)
         outputs = tuple(substitute(list(spec.outputs), lookup))
         sources = tuple(_expand_sources(substitute(list(spec.sources), lookup), root, spec, walked))
         step = steps.get(spec.step, spec.where)
@@ -174,7 +184,7 @@ def compile_nodes(
             outputs=outputs,
             sources=sources,
             deps=tuple(graph.predecessors(label)),  # in the order of needs
-            vars=spec.vars,
+            vars=_node_vars(spec, selected),
             tools=step.tools,
             probed=step.probe is not None,
             static_encoded="",

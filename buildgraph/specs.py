@@ -27,7 +27,8 @@ TARGET_KEYS = {
     "doc": "one line for `doit list`",
     "step": "the step that builds it",
     "per_arch": "true: one node per arch in PLATFORM",
-    "params": "step parameters; strings may use ${VARIABLE}, ${ARCH}, ${PROFILE}",
+    "params": "step parameters; strings may use ${VARIABLE}, ${ARCH}, ${PROFILE};"
+    " {per_arch: {amd64: x, arm64: y}} gives each arch its own value",
     "sources": "repo files and globs it reads",
     "needs": "targets whose outputs it reads: a name, or {target, arches: same|all}",
     "vars": "variables it reads beyond those its params name",
@@ -56,6 +57,7 @@ class TargetSpec:
     sources: tuple[str, ...]
     needs: tuple[Need, ...]
     vars: tuple[str, ...]
+    declared_vars: tuple[str, ...]
     outputs: tuple[str, ...]
     doc: str
     where: str
@@ -204,6 +206,7 @@ def _target(
     params = body.get("params", LDict())
     if not isinstance(params, dict):
         raise SpecError(where(rel, body, "params"), "params must be a mapping")
+    _check_per_arch(params, per_arch, where(rel, body, "params"), name)
     outputs = _strings(body["outputs"], rel, body, "outputs")
     if not outputs:
         raise SpecError(where(rel, body, "outputs"), f"target {name!r} declares no outputs")
@@ -242,7 +245,8 @@ def _target(
             )
     if step.check is not None:
         try:
-            step.check(_plain(params))
+            for arch in variables.ARCHES if per_arch else (None,):
+                step.check(select_arch(_plain(params), arch))
         except ValueError as err:
             raise SpecError(where(rel, body, "params"), f"target {name!r}: {err}") from None
     return TargetSpec(
@@ -253,6 +257,7 @@ def _target(
         sources=tuple(sources),
         needs=needs,
         vars=tuple(sorted(referenced)),
+        declared_vars=tuple(declared),
         outputs=tuple(outputs),
         doc=str(body.get("doc", "")).strip() or f"{step.name} step",
         where=here,
@@ -311,6 +316,28 @@ def _mapping(value: Any, rel: str, parent: dict, key: str) -> dict:
     return value
 
 
+def _check_per_arch(value: Any, per_arch: bool, here: str, name: str) -> None:
+    if isinstance(value, dict):
+        if PER_ARCH in value:
+            branches = value[PER_ARCH]
+            if len(value) != 1 or not isinstance(branches, dict):
+                raise SpecError(here, f"{name}: per_arch must be alone, mapping arch -> value")
+            if not per_arch:
+                raise SpecError(here, f"per_arch in target {name!r}, which is not per_arch")
+            unknown = sorted(set(branches) - set(variables.ARCHES))
+            if unknown:
+                raise SpecError(
+                    here,
+                    f"{name}: per_arch names unknown arch {unknown[0]!r};"
+                    f" known: {', '.join(variables.ARCHES)}",
+                )
+        for item in value.values():
+            _check_per_arch(item, per_arch, here, name)
+    elif isinstance(value, list):
+        for item in value:
+            _check_per_arch(item, per_arch, here, name)
+
+
 def _strings(value: Any, rel: str, parent: dict, key: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
@@ -338,6 +365,30 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+PER_ARCH = "per_arch"
+
+
+def select_arch(value: Any, arch: str | None) -> Any:
+    """``value`` with every ``{per_arch: {arch: v, ...}}`` replaced by this arch's ``v``;
+    a mapping entry whose per-arch value has no branch for ``arch`` is left out."""
+    if isinstance(value, dict):
+        if set(value) == {PER_ARCH}:
+            return value[PER_ARCH].get(arch, _ABSENT)
+        chosen = {k: select_arch(v, arch) for k, v in value.items()}
+        return {k: v for k, v in chosen.items() if v is not _ABSENT}
+    if isinstance(value, list):
+        return [v for v in (select_arch(item, arch) for item in value) if v is not _ABSENT]
+    return value
+
+
+_ABSENT = object()
+
+
+def references(value: Any) -> set[str]:
+    """The variables ``${NAME}`` in every string of ``value``."""
+    return {ref for text in _texts(value) for ref in _REF.findall(text.replace("$$", ""))}
 
 
 def substitute(value: Any, lookup: dict[str, str]) -> Any:

@@ -59,3 +59,34 @@ def test_cli_errors_are_one_message(tmp_path):
     done = _cli(root, "graph", "nope")
     assert done.returncode == 2
     assert done.stderr.startswith("buildgraph: error: unknown target 'nope'")
+
+
+PER_ARCH = """
+targets:
+  k:
+    step: concat
+    per_arch: true
+    params:
+      text: {per_arch: {amd64: "level ${GOAMD64}", arm64: "plain"}}
+    outputs: ["k-${ARCH}.txt"]
+"""
+
+
+def test_per_arch_params_give_each_arch_its_value_and_only_its_variables(tmp_path):
+    root = make_project(tmp_path / "repo", PER_ARCH)
+    cache = tmp_path / "cache"
+    both = {"PLATFORM": "linux/amd64,linux/arm64"}
+    assert build(root, cache, ["k"], **both) == {"k:amd64": "built", "k:arm64": "built"}
+    assert (root / "_out" / "k-amd64.txt").read_text() == "level v2"
+    assert (root / "_out" / "k-arm64.txt").read_text() == "plain"
+    changed = build(root, cache, ["k"], GOAMD64="v3", **both)
+    assert changed == {"k:amd64": "built", "k:arm64": "cached"}
+
+
+def test_per_arch_is_refused_where_it_cannot_apply(tmp_path):
+    one = PER_ARCH.replace("    per_arch: true\n", "").replace('"k-${ARCH}.txt"', "k.txt")
+    out = _cli(make_project(tmp_path / "a", one), "graph", "k")
+    assert out.returncode == 2 and "per_arch in target 'k', which is not per_arch" in out.stderr
+    riscv = PER_ARCH.replace("arm64: ", "riscv64: ")
+    out = _cli(make_project(tmp_path / "b", riscv), "graph", "k")
+    assert "per_arch names unknown arch 'riscv64'" in out.stderr

@@ -27,14 +27,14 @@ def _check(params: Mapping[str, Any]) -> None:
         extra_from_imager_args(extra)
 
 
-@step("cmdline", version=1, check=_check)
+@step("cmdline", version=2, check=_check)
 def cmdline(ctx: StepContext) -> None:
     """Write the kernel command line, edited by IMAGER_ARGS."""
     params = ctx.params
     key = params["platform_key"]
     words = [
         f"{key}={params['platform']}",
-        *params.get("consoles", {}).get(ctx.arch, []),
+        *params.get("consoles", []),
         *params.get("defaults", []),
         *params.get("platform_args", []),
     ]

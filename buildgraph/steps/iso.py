@@ -6,8 +6,8 @@ file and reads its grub.cfg), an EFI system partition image (mkfs.vfat --invaria
 mtools), and the ISO itself (xorriso, every date taken from params.epoch). The GRUB
 modules come from the grub package image (PKG_GRUB), not from the host.
 
-params.firmware lists, per arch, the GRUB platforms to boot from: ``i386-pc`` (BIOS,
-El Torito), ``x86_64-efi``, ``arm64-efi``.
+params.firmware lists the GRUB platforms to boot from (per arch in targets/):
+``i386-pc`` (BIOS, El Torito), ``x86_64-efi``, ``arm64-efi``.
 """
 
 from __future__ import annotations
@@ -43,15 +43,14 @@ _PLAIN = re.compile(r"[A-Za-z0-9._,=:/+@%-]*")
 def _check(params: Mapping[str, Any]) -> None:
     check_epoch(params)
     firmware = params.get("firmware")
-    if not isinstance(firmware, dict) or not firmware:
-        raise ValueError("the iso step needs params.firmware: {arch: [grub platforms]}")
-    for arch, platforms in firmware.items():
-        unknown = [p for p in platforms if p not in MODULES]
-        if unknown:
-            raise ValueError(
-                f"params.firmware.{arch}: unknown GRUB platform {unknown[0]!r};"
-                f" known: {', '.join(sorted(MODULES))}"
-            )
+    if not isinstance(firmware, list) or not firmware:
+        raise ValueError("the iso step needs params.firmware: the GRUB platforms to boot from")
+    unknown = [p for p in firmware if p not in MODULES]
+    if unknown:
+        raise ValueError(
+            f"params.firmware: unknown GRUB platform {unknown[0]!r};"
+            f" known: {', '.join(sorted(MODULES))}"
+        )
     if not isinstance(params.get("volume"), str) or len(params["volume"]) > 32:
         raise ValueError("the iso step needs params.volume, a volume id of at most 32 bytes")
 
@@ -79,7 +78,7 @@ def _iso_date(epoch: int) -> str:
 
 @step(
     "iso",
-    version=2,
+    version=3,
     tools=("grub-mkimage", "mkfs.vfat", "mmd", "mcopy", "xorriso"),
     check=_check,
 )
@@ -88,9 +87,7 @@ def iso(ctx: StepContext) -> None:
     assert ctx.arch is not None
     (out,) = ctx.outputs
     epoch = int(ctx.params["epoch"])
-    platforms = ctx.params["firmware"].get(ctx.arch)
-    if not platforms:
-        raise StepFailedError(f"params.firmware has no GRUB platform for {ctx.arch}")
+    platforms = ctx.params["firmware"]
     work = ctx.out_dir.parent
     env = clean_env(SOURCE_DATE_EPOCH=str(epoch))
 
