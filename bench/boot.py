@@ -8,20 +8,21 @@ on the same inputs as a shell script would run them, in the same run.
 Set-up, not timed:
 
 * the checkout's files (tracked and new, not ignored) are copied to ``_work/boot/clone``;
-  doit runs there and imports that copy of buildgraph/, so edits made to the checkout
-  meanwhile do not reach the measurement;
+  doit runs there and imports that copy of buildgraph/, and so does this script, so edits
+  made to the checkout meanwhile do not reach the measurement;
 * a warm-up build into ``_work/boot/seed`` (kept between runs) fills the steps' own caches
-  (``steps/``): the embedded OCI store with the package images (only a first run downloads
-  them), apt's lists and the Go build cache;
-* the variables that would come from git or the host are fixed (``VARS``).
+  (``steps/``): the embedded OCI store with the package images made from the pinned .debs
+  (only a first run downloads them), apt's lists and the Go build cache;
+* the variables that would come from git or the host are fixed (``VARS``);
+* the raw scripts are written from the nodes' params as the engine resolves them (its
+  compiled plan), and from what the warm-up made (``Known``).
 
 Cold, per arch, ``--cold`` rounds, alternating which of the two goes first:
 
 * buildgraph: ``doit iso PLATFORM=linux/<arch>`` with an empty cache except ``steps/``, a
-  copy of the seed's, and the package images named by references of the benchmark's
-  (``SEED_REFS``): the ``pkg-*`` nodes flatten them from the embedded store, without the
-  network, and Go's build cache is warm. Timed by wall clock; each node's own ``seconds``
-  come from its JSON ``node`` event;
+  copy of the seed's: the ``pkg-*`` nodes find the images of the current pins in the
+  embedded store and flatten them, without the network, and Go's build cache is warm.
+  Timed by wall clock; each node's own ``seconds`` come from its JSON ``node`` event;
 * raw: one ``sh -eu`` script per node, timed by wall clock, running the node's tools on the
   same inputs with the same flags (``Raw``), with a copy of the same seed's Go build
   cache: Go is warm for both. A package node is ``sha256sum`` and ``cp`` of the image's
@@ -52,7 +53,6 @@ import os
 import shlex
 import shutil
 import statistics
-import string
 import subprocess
 import sys
 import time
@@ -61,33 +61,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from common import REPO, WORK, doit_path, exclusive, host, revision, say, write_section
-
-from buildgraph.oci.layout import Layout
-from buildgraph.steps import iso as iso_step
 
 BOOT = WORK / "boot"
 CLONE = BOOT / "clone"
 SEED = BOOT / "seed"
 MARKERS = ("<!-- boot:begin -->", "<!-- boot:end -->")
-VARS = {
-    "TAG": "v1.0.0",
-    "SOURCE_DATE_EPOCH": "1700000000",
-    "GOAMD64": "v2",
-    "PKGS_PREFIX": "local/pkgs",
-    "PKGS": "latest",
-}
+VARS = {"TAG": "v1.0.0", "SOURCE_DATE_EPOCH": "1700000000", "GOAMD64": "v2"}
 """Fixed for both peers: the clone has no git history to take TAG and the epoch from."""
 NODES = ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs",
          "cmdline", "iso")  # fmt: skip
 """The targets ``iso`` needs, in the order the raw peer runs them (a topological one)."""
-PACKAGES = {"pkg-kernel": "kernel", "pkg-base": "base", "pkg-grub": "grub"}
-SEED_REFS = {node: f"local/bench/{name}:seed" for node, name in PACKAGES.items()}
-"""The warm-up's package images under names of the benchmark's: the measured builds give
-them as PKG_<NAME>, which the package step takes from the embedded store as they are.
-Under their default names it would download the pinned .debs again (see ``tag_seed``)."""
-STORE_VARS = [f"PKG_{name.upper()}={SEED_REFS[node]}" for node, name in PACKAGES.items()]
+PACKAGES = ("pkg-kernel", "pkg-base", "pkg-grub")
 COLD_GOAL = 0.05
 NOOP_GOAL_SECONDS = 0.3
 CLEAN_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
@@ -151,23 +136,7 @@ def clone_checkout() -> None:
     )  # fmt: skip
     if Path(probe.stdout.strip()).parent != CLONE / "buildgraph":
         raise SystemExit(f"doit would import {probe.stdout.strip()}, not the clone's buildgraph")
-
-
-def tag_seed() -> None:
-    """Name the warm-up's package images by SEED_REFS in the seed's embedded store.
-
-    With a default reference (``local/pkgs/kernel:latest``), the package step imports the
-    image from the pinned Debian packages, downloading them, even when the store already
-    holds that image made from the same pins; given any other reference, it flattens the
-    stored image. Measured builds use SEED_REFS, so no network enters them.
-    """
-    store = Layout(SEED / "steps" / "oci")
-    for node, ref in SEED_REFS.items():
-        default = _substitute(specs()[node]["params"]["default"])
-        descriptor = store.lookup(default)
-        if descriptor is None:
-            raise SystemExit(f"the warm-up left no {default} in {store.path}")
-        store.set_ref(ref, descriptor)
+    sys.path.insert(0, str(CLONE))  # this script's own imports of buildgraph, from now on
 
 
 def fresh_cache(path: Path) -> None:
@@ -180,19 +149,16 @@ def fresh_cache(path: Path) -> None:
 # -- the raw peer --------------------------------------------------------------------
 
 
-def specs() -> dict[str, Any]:
-    """The clone's targets/boot.yaml: target name -> its spec."""
-    return yaml.safe_load((CLONE / "targets" / "boot.yaml").read_text())["targets"]
+def plan(arch: str) -> dict[str, Any]:
+    """target -> its node for ``arch`` (params resolved, outputs named), as doit's run
+    compiles them: the clone's engine, the same goal and variables."""
+    from buildgraph.session import Session
 
-
-def _substitute(value: Any) -> Any:
-    if isinstance(value, str):
-        return string.Template(value).safe_substitute(VARS)
-    if isinstance(value, dict):
-        return {key: _substitute(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_substitute(item) for item in value]
-    return value
+    session = Session(CLONE, ["iso"], {**VARS, "PLATFORM": f"linux/{arch}"}, {}, SEED)
+    nodes = {node.target: node for node in session.nodes}
+    if set(nodes) != set(NODES):
+        raise SystemExit(f"iso needs {sorted(nodes)} now; NODES lists {sorted(NODES)}")
+    return nodes
 
 
 @dataclass(frozen=True)
@@ -206,12 +172,13 @@ class Known:
     cmdline: str
 
     @classmethod
-    def from_outputs(cls, arch: str) -> Known:
-        unpack = f"xz -dc {shlex.quote(str(CLONE / '_out' / f'initramfs-{arch}.xz'))} | cpio -i"
+    def from_outputs(cls, outputs: dict[str, str]) -> Known:
+        initramfs = shlex.quote(str(CLONE / "_out" / outputs["initramfs"]))
+        unpack = f"xz -dc {initramfs} | cpio -i"
         listing = _sh(f"{unpack} -t --quiet").split()
         load_list = _sh(f"{unpack} --to-stdout --quiet lib/modules/load.list")
         modules = [name for name in listing if name.endswith(".ko")]
-        return cls(modules, load_list, (CLONE / "_out" / f"cmdline-metal-{arch}").read_text())
+        return cls(modules, load_list, (CLONE / "_out" / outputs["cmdline"]).read_text())
 
 
 def _sh(script: str) -> str:
@@ -221,17 +188,23 @@ def _sh(script: str) -> str:
 
 
 class Raw:
-    """The raw peer of one arch: per node, the tools its step runs, as an ``sh`` script."""
+    """The raw peer of one arch: per node, the tools its step runs, as an ``sh`` script
+    run in the output directory, writing the node's output under the same name; ``W`` is
+    a node's scratch directory."""
 
-    def __init__(self, arch: str, known: Known) -> None:
+    def __init__(self, arch: str) -> None:
+        nodes = plan(arch)
         self.arch = arch
-        self.known = known
-        self.params = {name: _substitute(specs()[name].get("params", {})) for name in NODES}
+        self.params = {target: node.params for target, node in nodes.items()}
+        self.out = {target: node.outputs[0] for target, node in nodes.items()}
+        self.known = Known.from_outputs(self.out)
 
     def layer(self, node: str) -> tuple[str, Path]:
         """sha256 and path of the package image's layer, which must be one plain tar."""
+        from buildgraph.oci.layout import Layout
+
         store = Layout(SEED / "steps" / "oci")
-        ref = SEED_REFS[node]
+        ref = self.params[node]["ref"]
         manifest = store.manifest_for(ref, self.arch) or {}
         layers = manifest.get("layers") or []
         if len(layers) != 1:
@@ -244,93 +217,98 @@ class Raw:
         return layers[0]["digest"].removeprefix("sha256:"), path
 
     def scripts(self, gocache: Path, cmdline: str) -> dict[str, str]:
-        """node -> script, run in the output directory; ``W`` is a node's scratch."""
-        arch, q = self.arch, shlex.quote
+        """node -> its script; ``cmdline`` is the kernel command line to write."""
+        arch, out, q = self.arch, self.out, shlex.quote
         scripts = {}
-        for node, name in PACKAGES.items():
+        for node in PACKAGES:
             digest, blob = self.layer(node)
             scripts[node] = (
                 f"echo {digest}'  '{q(str(blob))} | sha256sum --check --status\n"
-                f"mkdir -p pkgs\ncp {q(str(blob))} pkgs/{name}-{arch}.tar"
+                f"mkdir -p {q(str(Path(out[node]).parent))}\ncp {q(str(blob))} {out[node]}"
             )
         scripts["kernel"] = (
-            f"tar -xOf pkgs/kernel-{arch}.tar --wildcards 'boot/vmlinuz*' > vmlinuz-{arch}"
+            f"tar -xOf {out['pkg-kernel']} --wildcards 'boot/vmlinuz*' > {out['kernel']}"
         )
         go = self.params["init"]
         goenv = {
             "HOME": gocache, "GOOS": "linux", "GOARCH": arch, "CGO_ENABLED": "0",
             "GOCACHE": gocache / "cache", "GOPATH": gocache / "gopath", "GOENV": "off",
             "GOWORK": "off", "GOPROXY": "off", "GOSUMDB": "off", "GO111MODULE": "on",
-            "GOTOOLCHAIN": "local", **({"GOAMD64": go["goamd64"]} if arch == "amd64" else {}),
+            "GOTOOLCHAIN": "local",
+            **({"GOAMD64": go.get("goamd64", "v1")} if arch == "amd64" else {}),
         }  # fmt: skip
         scripts["init"] = (
             f"out=$PWD\ncd {q(str(CLONE / go['package']))}\n"
             + "".join(f"export {k}={q(str(v))}\n" for k, v in goenv.items())
             + "go build -trimpath -buildvcs=false -modcacherw -ldflags='-s -w -buildid='"
-            f" -o $out/init-{arch} ."
+            f" -o $out/{out['init']} ."
         )
         rootfs = self.params["rootfs"]
         epoch = int(rootfs["epoch"])
+        dirs = [str(entry).partition(":") for entry in rootfs["dirs"]]
         release = "".join(f'{k}="{v}"\n' for k, v in rootfs["os_release"].items())
         scripts["rootfs"] = (
-            f"rm -rf W && mkdir -p W/tree\ntar -xf pkgs/base-{arch}.tar -C W/tree\n"
-            f"cd W/tree\nmkdir -p {' '.join(map(q, rootfs['dirs']))}\n"
-            f"for a in {' '.join(map(q, rootfs['applets']))}; do\n"
-            '  [ -e "bin/$a" ] || [ -L "bin/$a" ] || ln -s busybox "bin/$a"\ndone\n'
+            f"rm -rf W && mkdir -p W/tree\ntar -xf {out['pkg-base']} -C W/tree\ncd W/tree\n"
+            + "".join(f"mkdir -p {q(path)} && chmod {mode or '755'} {q(path)}\n"
+                      for path, _, mode in dirs)
+            + f"for a in {' '.join(map(q, rootfs['applets']))}; do\n"
+            '  [ -e "bin/$a" ] || ln -sf busybox "bin/$a"\ndone\n'
             f"printf %s {q(release)} > etc/os-release\n"
             f"cp -R {q(str(CLONE / rootfs['files']))}/. .\ncd ../..\n"
-            f"mksquashfs W/tree rootfs-{arch}.sqsh -noappend -quiet -no-progress -reproducible"
+            f"mksquashfs W/tree {out['rootfs']} -noappend -quiet -no-progress -reproducible"
             f" -all-root -no-xattrs -mkfs-time {epoch} -all-time {epoch}\nrm -rf W"
-        )
+        )  # fmt: skip
         epoch = int(self.params["initramfs"]["epoch"])
+        cpio = f"{out['initramfs']}.cpio"
         scripts["initramfs"] = (
             "rm -rf W && mkdir -p W/dev W/lib/modules W/newroot W/proc W/sys\n"
-            f"mknod -m 600 W/dev/console c 5 1\ncp init-{arch} W/init\n"
-            f"tar -xf pkgs/kernel-{arch}.tar -C W {' '.join(map(q, self.known.modules))}\n"
+            f"mknod -m 600 W/dev/console c 5 1\ncp {out['init']} W/init\n"
+            f"tar -xf {out['pkg-kernel']} -C W {' '.join(map(q, self.known.modules))}\n"
             f"printf %s {q(self.known.load_list)} > W/lib/modules/load.list\n"
-            f"cp rootfs-{arch}.sqsh W/rootfs.sqsh\nfind W -exec touch -h -d @{epoch} {{}} +\n"
+            f"cp {out['rootfs']} W/rootfs.sqsh\nfind W -exec touch -h -d @{epoch} {{}} +\n"
             "(cd W && find . -mindepth 1 -printf '%P\\n' | sort |"
-            f" cpio -o -H newc -R 0:0 --reproducible --quiet) > initramfs-{arch}.cpio\n"
-            f"xz --check=crc32 --threads=1 -6 -f initramfs-{arch}.cpio\n"
-            f"mv initramfs-{arch}.cpio.xz initramfs-{arch}.xz\nrm -rf W"
+            f" cpio -o -H newc -R 0:0 --reproducible --quiet) > {cpio}\n"
+            f"xz --check=crc32 --threads=1 -6 -f {cpio}\nmv {cpio}.xz {out['initramfs']}\nrm -rf W"
         )
-        scripts["cmdline"] = f"printf %s {q(cmdline)} > cmdline-metal-{arch}"
+        scripts["cmdline"] = f"printf %s {q(cmdline)} > {out['cmdline']}"
         scripts["iso"] = self._iso(cmdline)
         return scripts
 
     def _iso(self, cmdline: str) -> str:
-        arch, q, params = self.arch, shlex.quote, self.params["iso"]
+        from buildgraph.steps import iso as step
+
+        out, q, params = self.out, shlex.quote, self.params["iso"]
         epoch = int(params["epoch"])
-        platforms = params["firmware"][arch]
+        platforms = params["firmware"]
         lines = [
             f"export SOURCE_DATE_EPOCH={epoch}",
-            f"rm -rf W metal-{arch}.iso && mkdir -p W/grub W/iso/boot/grub",
-            f"tar -xf pkgs/grub-{arch}.tar -C W/grub",
-            f"cp vmlinuz-{arch} W/iso/boot/vmlinuz",
-            f"cp initramfs-{arch}.xz W/iso/boot/initramfs.xz",
-            f"printf '%s\\n' {q(params['volume'])} > W/iso/{iso_step.MARKER}",
-            f"printf %s {q(iso_step.grub_cfg(cmdline))} > W/iso/boot/grub/grub.cfg",
-            f"printf %s {q(iso_step.EARLY_CONFIG)} > W/early.cfg",
+            f"rm -rf W {out['iso']} && mkdir -p W/grub W/iso/boot/grub",
+            f"tar -xf {out['pkg-grub']} -C W/grub",
+            f"cp {out['kernel']} W/iso/boot/vmlinuz",
+            f"cp {out['initramfs']} W/iso/boot/initramfs.xz",
+            f"printf '%s\\n' {q(params['volume'])} > W/iso/{step.MARKER}",
+            f"printf %s {q(step.grub_cfg(cmdline))} > W/iso/boot/grub/grub.cfg",
+            f"printf %s {q(step.EARLY_CONFIG)} > W/early.cfg",
         ]
 
         def mkimage(platform: str, fmt: str, output: str) -> str:
-            modules = " ".join([*iso_step.COMMON_MODULES, *iso_step.MODULES[platform]])
+            modules = " ".join([*step.COMMON_MODULES, *step.MODULES[platform]])
             return (f"grub-mkimage -O {fmt} -d W/grub/usr/lib/grub/{platform} -p /boot/grub"
                     f" -c W/early.cfg -o {output} {modules}")  # fmt: skip
 
         date = time.strftime("%Y%m%d%H%M%S00", time.gmtime(epoch))
-        xorriso = (f"xorriso -as mkisofs -o metal-{arch}.iso -r -J -V {q(params['volume'])}"
+        xorriso = (f"xorriso -as mkisofs -o {out['iso']} -r -J -V {q(params['volume'])}"
                    f" --modification-date={date} -c boot/boot.cat")  # fmt: skip
-        bios = iso_step.BIOS
+        bios = step.BIOS
         if bios in platforms:
             lines.append(mkimage(bios, "i386-pc-eltorito", "W/iso/boot/grub/bios.img"))
             xorriso += (" -b boot/grub/bios.img -no-emul-boot -boot-load-size 4"
                         " -boot-info-table --grub2-boot-info"
                         f" --grub2-mbr W/grub/usr/lib/grub/{bios}/boot_hybrid.img")  # fmt: skip
-        loaders = [f"W/{iso_step.EFI_LOADER[p]}" for p in platforms if p in iso_step.EFI_LOADER]
-        if loaders:
-            lines += [mkimage(p, p, f"W/{iso_step.EFI_LOADER[p]}")
-                      for p in platforms if p in iso_step.EFI_LOADER]  # fmt: skip
+        efi = [p for p in platforms if p in step.EFI_LOADER]
+        if efi:
+            loaders = [f"W/{step.EFI_LOADER[p]}" for p in efi]
+            lines += [mkimage(p, p, loader) for p, loader in zip(efi, loaders, strict=True)]
             lines += [
                 f"size=$(( $(cat {' '.join(loaders)} | wc -c) / 1024 + 512 ))",
                 "mkfs.vfat --invariant -i 0xb0071500 -n EFIBOOT -C W/iso/boot/efi.img $size",
@@ -347,12 +325,14 @@ class Raw:
 
 
 def run_raw(out: Path, scripts: dict[str, str], nodes: Sequence[str]) -> dict[str, float]:
-    """Run the scripts of ``nodes`` in ``out``, one ``sh`` each; node -> wall seconds."""
+    """Run the scripts of ``nodes`` in ``out``, one ``sh`` each, with the umask the engine
+    gives steps; node -> wall seconds."""
     seconds = {}
     for node in nodes:
+        script = f"umask 022\n{scripts[node]}"
         started = time.perf_counter()
         done = subprocess.run(
-            ["sh", "-euc", scripts[node]], cwd=out, env=CLEAN_ENV, capture_output=True, text=True
+            ["sh", "-euc", script], cwd=out, env=CLEAN_ENV, capture_output=True, text=True
         )
         seconds[node] = time.perf_counter() - started
         if done.returncode != 0:
@@ -403,13 +383,6 @@ class Result:
         return statistics.median(round_[target] for round_ in self.raws)
 
 
-def outputs(arch: str) -> dict[str, str]:
-    """target -> its output's path under ``_out/``."""
-    return {
-        name: string.Template(specs()[name]["outputs"][0]).substitute(ARCH=arch) for name in NODES
-    }
-
-
 def cpio_entries(path: Path) -> dict[str, tuple]:
     """name -> (mode, uid, gid, mtime, rdev major, rdev minor, data) of an xz newc cpio."""
     data = lzma.decompress(path.read_bytes())
@@ -426,19 +399,21 @@ def cpio_entries(path: Path) -> dict[str, tuple]:
         at = (at + size + 3) & ~3
 
 
-def compare(arch: str, raw_out: Path) -> list[str]:
+def compare(raw: Raw, raw_out: Path) -> list[str]:
     """The targets whose output has the same bytes in both peers. GNU cpio writes other
     bytes than buildgraph's writer (inode numbers, order), so the initramfs must hold the
     same entries; every other output but the iso, which carries it, the same bytes."""
-    same = []
-    for target, name in outputs(arch).items():
-        if filecmp.cmp(CLONE / "_out" / name, raw_out / name, shallow=False):
-            same.append(target)
-    initramfs = outputs(arch)["initramfs"]
-    if cpio_entries(CLONE / "_out" / initramfs) != cpio_entries(raw_out / initramfs):
-        raise SystemExit(f"{arch}: the raw initramfs holds other entries than buildgraph's")
+    same = [
+        target
+        for target in NODES
+        if filecmp.cmp(CLONE / "_out" / raw.out[target], raw_out / raw.out[target], shallow=False)
+    ]
     if set(NODES) - set(same) - {"initramfs", "iso"}:
-        raise SystemExit(f"{arch}: the raw peer made other bytes for {set(NODES) - set(same)}")
+        differ = sorted(set(NODES) - set(same) - {"initramfs", "iso"})
+        raise SystemExit(f"{raw.arch}: the raw peer made other bytes for {differ}")
+    initramfs = raw.out["initramfs"]
+    if cpio_entries(CLONE / "_out" / initramfs) != cpio_entries(raw_out / initramfs):
+        raise SystemExit(f"{raw.arch}: the raw initramfs holds other entries than buildgraph's")
     return same
 
 
@@ -457,7 +432,7 @@ def measure(raw: Raw, rounds: int, repeat: int) -> Result:
                 result.raws.append(run_raw(raw_out, raw.scripts(gocache, raw.known.cmdline), NODES))
                 say(f"  {arch} cold raw        {sum(result.raws[-1].values()):8.2f}s")
                 continue
-            run = doit(cache, f"linux/{arch}", *STORE_VARS)
+            run = doit(cache, f"linux/{arch}")
             expected = {f"{target}:{arch}" for target in NODES}
             if run.built() != expected:
                 raise SystemExit(f"a cold build built {sorted(run.built())}, not {expected}")
@@ -465,18 +440,18 @@ def measure(raw: Raw, rounds: int, repeat: int) -> Result:
             result.steps.append({label.split(":")[0]: s for label, (_, s) in run.nodes.items()})
             nodes = sum(result.steps[-1].values())
             say(f"  {arch} cold buildgraph {run.wall:8.2f}s, nodes {nodes:.2f}s")
-    result.same = compare(arch, raw_out)
+    result.same = compare(raw, raw_out)
     for _ in range(repeat):
-        run = doit(cache, f"linux/{arch}", *STORE_VARS)
+        run = doit(cache, f"linux/{arch}")
         if run.built():
             raise SystemExit(f"a no-op built {sorted(run.built())}")
         result.noops.append(run.wall)
         say(f"  {arch} no-op           {run.wall:8.3f}s")
     for n in range(1, repeat + 1):
-        run = doit(cache, f"linux/{arch}", *STORE_VARS, f"IMAGER_ARGS=--extra-kernel-arg=x={n}")
+        run = doit(cache, f"linux/{arch}", f"IMAGER_ARGS=--extra-kernel-arg=x={n}")
         if run.built() != {f"cmdline:{arch}", f"iso:{arch}"}:
             raise SystemExit(f"one change built {sorted(run.built())}, not cmdline and iso")
-        changed = (CLONE / "_out" / f"cmdline-metal-{arch}").read_text()
+        changed = (CLONE / "_out" / raw.out["cmdline"]).read_text()
         seconds = run_raw(raw_out, raw.scripts(gocache, changed), ("cmdline", "iso"))
         result.changes.append(run.wall)
         result.raw_changes.append(sum(seconds.values()))
@@ -543,9 +518,8 @@ def report(results: list[Result], argv: Sequence[str], where: str, repeat: int) 
         f"Machine: {where}.",
         "",
         "Cold: medians of the rounds, per node and in total; Go's build cache warm for both "
-        "peers (a copy of the same warm-up's); package images from the embedded store, given "
-        "as `PKG_<NAME>=local/bench/<name>:seed` (under their default names the package "
-        "step downloads the pinned .debs again, even when the store has the image). A "
+        "peers (a copy of the same warm-up's); package images from the embedded store, where "
+        "the warm-up put them (no download is measured). A "
         "node's buildgraph seconds include its own engine work (scratch directory, inputs "
         "linked in, outputs hashed into the cache, links into `_out/`); a raw script's, its "
         "`sh`. Over raw = (`doit iso` wall - raw tools) / raw tools; engine's own share = "
@@ -578,8 +552,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         clone_checkout()
         say(f"warm-up build into {SEED} (downloads the package images the first time)")
         doit(SEED, ",".join(f"linux/{arch}" for arch in args.arch))
-        tag_seed()
-        raws = [Raw(arch, Known.from_outputs(arch)) for arch in args.arch]
+        raws = [Raw(arch) for arch in args.arch]
         load = os.getloadavg()[0]
         results = [measure(raw, args.cold, args.repeat) for raw in raws]
     where += f"; 1-minute load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"

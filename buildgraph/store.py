@@ -81,13 +81,17 @@ class Stats:
     object_disk_bytes: int
     actions: int
     action_bytes: int
+    steps_disk_bytes: dict[str, int]
+    """On-disk size of each of the steps' own caches (steps/<name>/), which gc leaves."""
 
     def render(self, root: Path) -> str:
+        steps = ", ".join(f"{name} {_size(n)}" for name, n in sorted(self.steps_disk_bytes.items()))
         return (
             f"cache: {root}\n"
             f"objects: {self.objects} ({_size(self.object_bytes)} apparent, "
             f"{_size(self.object_disk_bytes)} on disk)\n"
-            f"actions: {self.actions} ({_size(self.action_bytes)})"
+            f"actions: {self.actions} ({_size(self.action_bytes)})\n"
+            f"steps' own caches, not pruned by gc: {steps or 'none'}"
         )
 
 
@@ -238,7 +242,13 @@ class Store:
         for path in _files(self.ac):
             actions += 1
             action_bytes += path.stat().st_size
-        return Stats(objects, object_bytes, disk, actions, action_bytes)
+        steps: dict[str, int] = {}
+        if (self.root / "steps").is_dir():
+            for cache in (self.root / "steps").iterdir():
+                steps[cache.name] = sum(
+                    p.lstat().st_blocks * 512 for p in cache.rglob("*") if not p.is_symlink()
+                )
+        return Stats(objects, object_bytes, disk, actions, action_bytes, steps)
 
     def gc(self, max_size: int) -> tuple[int, int]:
         """Drop least recently used actions until objects fit in ``max_size`` bytes.
