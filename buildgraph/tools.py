@@ -45,6 +45,7 @@ def resolve(
 ) -> dict[str, tuple[str, str]]:
     """Map each tool to (path, version); a missing tool names its Debian package."""
     found: dict[str, tuple[str, str]] = {}
+    unknown: dict[str, tuple] = {}
     for tool in sorted(set(tools)):
         path = shutil.which(tool)
         if path is None:
@@ -59,39 +60,49 @@ def resolve(
         seen = cache.get(tool)
         if seen is not None and tuple(seen[:4]) == stamp:
             found[tool] = (path, seen[4])
-            continue
-        version = _dpkg_version(path) or "sha:" + digest_file(path)[:16]
+        else:
+            unknown[tool] = stamp
+    versions = _dpkg_versions([stamp[0] for stamp in unknown.values()])
+    for tool, stamp in unknown.items():
+        path = stamp[0]
+        version = versions.get(path) or "sha:" + digest_file(path)[:16]
         cache[tool] = (*stamp, version)
         found[tool] = (path, version)
     return found
 
 
-def _dpkg_version(path: str) -> str | None:
-    """``<package> <version>`` of the package that owns the file ``path`` resolves to.
+def _dpkg_versions(paths: list[str]) -> dict[str, str]:
+    """path -> ``<package> <version>`` of the package owning the file it resolves to.
 
     The owner, not the package a user installs: /usr/bin/go is golang-go's link to
     golang-1.19-go's binary, and that package's version covers the compiler and the
-    standard library. A tool from elsewhere (/usr/local, a venv) is keyed by its digest.
+    standard library. A tool from elsewhere (/usr/local, a venv) is absent: the caller
+    keys it by its digest. Two dpkg-query runs, whatever the number of tools.
     """
-    if shutil.which("dpkg-query") is None:
-        return None
-    real = os.path.realpath(path)
-    candidates = {real}
-    for merged in ("/bin/", "/sbin/", "/lib/"):
-        if real.startswith("/usr" + merged):
-            candidates.add(real[len("/usr") :])
+    if not paths or shutil.which("dpkg-query") is None:
+        return {}
+    candidates: dict[str, list[str]] = {}  # mcopy and mmd are both links to mtools
+    for path in paths:
+        real = os.path.realpath(path)
+        candidates.setdefault(real, []).append(path)
+        for merged in ("/bin/", "/sbin/", "/lib/"):
+            if real.startswith("/usr" + merged):
+                candidates.setdefault(real[len("/usr") :], []).append(path)
     owners = subprocess.run(
         ["dpkg-query", "-S", *sorted(candidates)], capture_output=True, text=True, check=False
     )
-    owners_found = [
-        line.split(":", 1)[0].split(",")[0].strip()
-        for line in owners.stdout.splitlines()
-        if not line.startswith("diversion") and ":" in line
-    ]
-    if not owners_found:
-        return None
-    package = owners_found[0]
-    done = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False
-    )
-    return f"{package} {done.stdout.strip()}" if done.returncode == 0 and done.stdout else None
+    owner: dict[str, str] = {}
+    for line in owners.stdout.splitlines():
+        if line.startswith("diversion") or ": " not in line:
+            continue
+        packages, _, file = line.partition(": ")
+        for path in candidates.get(file.strip(), []):
+            owner.setdefault(path, packages.split(",")[0].strip())
+    if not owner:
+        return {}
+    listed = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${Version}\n", *sorted(set(owner.values()))],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    version = dict(line.split(" ", 1) for line in listed.stdout.splitlines() if " " in line)
+    return {path: f"{pkg} {version[pkg]}" for path, pkg in owner.items() if pkg in version}

@@ -82,7 +82,7 @@ def test_explain_names_a_new_tool_version(tmp_path, monkeypatch):
     root = make_project(tmp_path / "repo", shell)
     cache = tmp_path / "cache"
     build(root, cache, ["top"])
-    monkeypatch.setattr(tools, "_dpkg_version", lambda path: "dash 100")
+    monkeypatch.setattr(tools, "_dpkg_versions", lambda paths: dict.fromkeys(paths, "dash 100"))
     state = State(next((cache / "workspaces").iterdir()))
     state.tools.clear()  # as if the binary had changed: its version is asked for again
     state.save(force=True)

@@ -26,3 +26,10 @@ def test_a_missing_tool_names_its_package(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissingError, match="apt-get install xorriso"):
         tools.resolve(["xorriso"], {}, {"xorriso": "iso:amd64"})
+
+
+def test_links_to_one_binary_are_keyed_by_the_package_that_owns_it(monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    found = tools.resolve(["mcopy", "mmd", "go"], {}, {})
+    assert found["mcopy"][1] == found["mmd"][1] and found["mcopy"][1].startswith("mtools ")
+    assert found["go"][1].startswith("golang-1.")  # the compiler's package, not golang-go
