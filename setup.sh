@@ -12,6 +12,7 @@ PACKAGES=(
   golang-go squashfs-tools xz-utils grub-common mtools dosfstools xorriso zstd
   # tests: independent readers, qemu boots, a registry and a second OCI client
   cpio qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 docker-registry skopeo
+  apache2-utils openssl
 )
 
 missing=()
