@@ -69,10 +69,11 @@ class RunningRegistry:
 
 
 def require_tools(*names: str) -> None:
-    """Skip the calling test when a tool it needs is missing."""
+    """Fail the calling test, naming the tool, when one it needs is missing (never skip:
+    CI runs every test, and ./setup.sh installs them all)."""
     for name in names:
         if not (Path(name).exists() if name.startswith("/") else shutil.which(name)):
-            pytest.skip(f"{name} is not installed")
+            pytest.fail(f"{name} is not installed: run ./setup.sh")
 
 
 def free_port() -> int:
