@@ -128,7 +128,7 @@ def test_step_without_a_cache_dir_gives_the_same_bytes(built, tmp_path):
         params={"package": "init", "goamd64": "v1"},
         arch="amd64",
         root=REPO,
-        sources=[],
+        sources=[REPO / "init" / "go.mod", *sorted((REPO / "init").glob("*.go"))],
         inputs={},
         out_dir=out,
         outputs=("init",),
