@@ -61,7 +61,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import REPO, WORK, doit_path, exclusive, host, revision, say, write_section
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from checkout import copy_checkout
+from common import WORK, doit_path, exclusive, host, revision, say, write_section
 
 BOOT = WORK / "boot"
 CLONE = BOOT / "clone"
@@ -119,17 +121,9 @@ def doit(cache: Path, platforms: str, *variables: str) -> DoitRun:
 
 
 def clone_checkout() -> None:
-    """The checkout's files, tracked and new (not ignored), as tests/realgraph.py does."""
+    """The checkout's files, tracked and new (not ignored), as the boot tests build."""
     shutil.rmtree(CLONE, ignore_errors=True)
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, listed):
-        src = REPO / name
-        if src.is_file():
-            (CLONE / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, CLONE / name, follow_symlinks=False)
+    copy_checkout(CLONE)
     probe = subprocess.run(
         [sys.executable, "-c", "import buildgraph; print(buildgraph.__file__)"],
         cwd=BOOT, env=doit_env(SEED), capture_output=True, text=True, check=True,

@@ -1,28 +1,17 @@
-"""The repository's own graph, built in throwaway clones: what boot and reproducibility
-tests build on. A clone is the checkout's files (tracked and new, not ignored), so the
-tests see uncommitted work as CI sees a commit."""
+"""The repository's own graph, built in throwaway clones (tests/checkout.py): what boot
+and reproducibility tests build on."""
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 from pathlib import Path
 
-from project import REPO, doit, statuses
+from checkout import copy_checkout
+from project import doit, statuses
 
 
 def clone(dest: Path) -> Path:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for name in filter(None, listed):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name, follow_symlinks=False)
-    return dest
+    return copy_checkout(dest)
 
 
 def build(root: Path, cache: Path, *args: str) -> dict[str, str]:
