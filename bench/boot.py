@@ -21,14 +21,15 @@ Cold, per arch, ``--cold`` rounds, alternating which of the two goes first:
 
 * buildgraph: ``doit iso PLATFORM=linux/<arch>`` with an empty cache except ``steps/``, a
   copy of the seed's: the ``pkg-*`` nodes find the images of the current pins in the
-  embedded store and flatten them, without the network, and Go's build cache is warm.
+  embedded store and flatten them, without the network; Go's build cache is warm, or
+  empty with ``--go-cache cold``.
   Timed by wall clock; each node's own ``seconds`` come from its JSON ``node`` event;
 * raw: one ``sh -eu`` script per node, timed by wall clock, running the node's tools on the
   same inputs with the same flags (``Raw``), with a copy of the same seed's Go build
-  cache: Go is warm for both. A package node is ``sha256sum`` and ``cp`` of the image's
-  one layer, which is the flattened tar. The script checks that both peers made the same
-  bytes, except for the initramfs (GNU cpio's archive holds the same entries in another
-  order) and the iso that carries it.
+  cache (or an empty one): Go is warm, or cold, for both. A package node is
+  ``sha256sum`` and ``cp`` of the image's one layer, which is the flattened tar. The
+  script checks that both peers made the same bytes, except for the initramfs (GNU
+  cpio's archive holds the same entries in another order) and the iso that carries it.
 
 Warm, per arch, ``--repeat`` times each:
 
@@ -68,7 +69,10 @@ from common import WORK, doit_path, exclusive, host, revision, say, write_sectio
 BOOT = WORK / "boot"
 CLONE = BOOT / "clone"
 SEED = BOOT / "seed"
-MARKERS = ("<!-- boot:begin -->", "<!-- boot:end -->")
+def markers(go_cache: str) -> tuple[str, str]:
+    """Each Go cache mode has its own section in BENCHMARKS.md."""
+    name = "boot" if go_cache == "warm" else f"boot-go-{go_cache}"
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 VARS = {"TAG": "v1.0.0", "SOURCE_DATE_EPOCH": "1700000000", "GOAMD64": "v2"}
 """Fixed for both peers: the clone has no git history to take TAG and the epoch from."""
 NODES = ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs",
@@ -133,10 +137,12 @@ def clone_checkout() -> None:
     sys.path.insert(0, str(CLONE))  # this script's own imports of buildgraph, from now on
 
 
-def fresh_cache(path: Path) -> None:
-    """An empty cache but for ``steps/``, a copy of the seed's; no ``_out/`` in the clone."""
+def fresh_cache(path: Path, go_cache: str) -> None:
+    """An empty cache but for ``steps/``, a copy of the seed's (without Go's build cache
+    when ``go_cache`` is cold); no ``_out/`` in the clone."""
     shutil.rmtree(path, ignore_errors=True)
-    shutil.copytree(SEED / "steps", path / "steps", symlinks=True)
+    skip = shutil.ignore_patterns("go-build") if go_cache == "cold" else None
+    shutil.copytree(SEED / "steps", path / "steps", symlinks=True, ignore=skip)
     shutil.rmtree(CLONE / "_out", ignore_errors=True)
 
 
@@ -411,16 +417,19 @@ def compare(raw: Raw, raw_out: Path) -> list[str]:
     return same
 
 
-def measure(raw: Raw, rounds: int, repeat: int) -> Result:
+def measure(raw: Raw, rounds: int, repeat: int, go_cache: str) -> Result:
     arch = raw.arch
     result = Result(arch)
     cache, raw_out, gocache = (BOOT / f"{what}-{arch}" for what in ("cache", "raw", "raw-go"))
     for round_ in range(rounds):
-        fresh_cache(cache)
+        fresh_cache(cache, go_cache)
         shutil.rmtree(raw_out, ignore_errors=True)
         raw_out.mkdir()
         shutil.rmtree(gocache, ignore_errors=True)
-        shutil.copytree(SEED / "steps" / "go-build", gocache, symlinks=True)
+        if go_cache == "warm":
+            shutil.copytree(SEED / "steps" / "go-build", gocache, symlinks=True)
+        else:
+            gocache.mkdir()
         for peer in ("raw", "buildgraph") if round_ % 2 == 0 else ("buildgraph", "raw"):
             if peer == "raw":
                 result.raws.append(run_raw(raw_out, raw.scripts(gocache, raw.known.cmdline), NODES))
@@ -462,7 +471,15 @@ def tool_versions() -> str:
     return f"doit {doit_version}, Go {go}"
 
 
-def report(results: list[Result], argv: Sequence[str], where: str, repeat: int) -> str:
+GO_CACHE = {
+    "warm": "Go's build cache warm for both peers (a copy of the same warm-up's)",
+    "cold": "Go's build cache empty for both peers, as in a first build",
+}
+
+
+def report(
+    results: list[Result], argv: Sequence[str], where: str, repeat: int, go_cache: str
+) -> str:
     head = "| node |" + "".join(f" {r.arch} buildgraph (s) | {r.arch} raw (s) |" for r in results)
     rows = [head, "|---|" + "---:|---:|" * len(results)]
     for target in NODES:
@@ -511,11 +528,11 @@ def report(results: list[Result], argv: Sequence[str], where: str, repeat: int) 
         "",
         f"Machine: {where}.",
         "",
-        "Cold: medians of the rounds, per node and in total; Go's build cache warm for both "
-        "peers (a copy of the same warm-up's); package images from the embedded store, where "
-        "the warm-up put them (no download is measured). A "
-        "node's buildgraph seconds include its own engine work (scratch directory, inputs "
-        "linked in, outputs hashed into the cache, links into `_out/`); a raw script's, its "
+        f"Cold: medians of the rounds, per node and in total; {GO_CACHE[go_cache]}; "
+        "package images from the embedded store, where the warm-up put them (no download "
+        "is measured). A node's buildgraph seconds include its own engine work (scratch "
+        "directory, inputs linked in, outputs hashed into the cache, links into `_out/`); "
+        "a raw script's, its "
         "`sh`. Over raw = (`doit iso` wall - raw tools) / raw tools; engine's own share = "
         "(`doit iso` wall - its nodes) / `doit iso` wall, per round. Warm: "
         f"{repeat} no-op runs, and {repeat} runs each changing `IMAGER_ARGS` (rebuilds cmdline "
@@ -535,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         default=["amd64", "arm64"], help="one row each")  # fmt: skip
     parser.add_argument("--cold", type=int, default=5, help="cold rounds per arch")
     parser.add_argument("--repeat", type=int, default=10, help="no-op and one-change runs")
+    parser.add_argument("--go-cache", choices=("warm", "cold"), default="warm",
+                        help="Go's build cache for both peers in the cold rounds")  # fmt: skip
     parser.add_argument("--write", action="store_true", help="put the results in BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.cold < 1 or args.repeat < 1:
@@ -548,12 +567,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         doit(SEED, ",".join(f"linux/{arch}" for arch in args.arch))
         raws = [Raw(arch) for arch in args.arch]
         load = os.getloadavg()[0]
-        results = [measure(raw, args.cold, args.repeat) for raw in raws]
+        results = [measure(raw, args.cold, args.repeat, args.go_cache) for raw in raws]
     where += f"; 1-minute load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
-    section = report(results, argv if argv is not None else sys.argv[1:], where, args.repeat)
+    argv = argv if argv is not None else sys.argv[1:]
+    section = report(results, argv, where, args.repeat, args.go_cache)
     print(section)
     if args.write:
-        write_section(*MARKERS, section)
+        write_section(*markers(args.go_cache), section)
 
 
 if __name__ == "__main__":
