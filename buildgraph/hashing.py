@@ -66,7 +66,7 @@ class FileDigests:
         seen = self.table.get(path)
         if seen is not None and seen[:4] == now:
             return seen[4]
-        value = digest_file(path) + (EXECUTABLE if st.st_mode & 0o100 else "")
+        value = digest_file(path) + (EXECUTABLE if st.st_mode & 0o111 else PLAIN)
         if max(st.st_mtime_ns, st.st_ctime_ns) < self._fresh_after:
             self.table[path] = (*now, value)
         else:
@@ -77,6 +77,8 @@ class FileDigests:
 
 EXECUTABLE = "-x"
 """Suffix of the digest of an executable file: a step may copy the mode into its output."""
+PLAIN = "-f"
+"""Suffix of a source that is not executable (so no key from before modes counted matches)."""
 
 
 def stamp(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -179,6 +179,7 @@ def _expand_pattern(specs: Specs, name: str, rel: str, body: LDict, parent: LDic
                 where(rel, parent, name), f"profile {stem!r} clashes with target {expanded!r}"
             )
         spec = _target(specs, expanded, rel, body, parent, stem)
+        _check_per_arch(data, spec.per_arch, profile_rel, f"profile {stem!r}")
         params = dict(spec.params)
         params["profile"] = _plain(data)
         specs.targets[expanded] = TargetSpec(
@@ -206,6 +207,11 @@ def _target(
     params = body.get("params", LDict())
     if not isinstance(params, dict):
         raise SpecError(where(rel, body, "params"), "params must be a mapping")
+    if PER_ARCH in params:
+        raise SpecError(
+            where(rel, body, "params"),
+            f"target {name!r}: per_arch goes on a param's value, not on params itself",
+        )
     _check_per_arch(params, per_arch, where(rel, body, "params"), name)
     outputs = _strings(body["outputs"], rel, body, "outputs")
     if not outputs:
@@ -316,6 +322,15 @@ def _mapping(value: Any, rel: str, parent: dict, key: str) -> dict:
     return value
 
 
+def _texts_keys(value: Any) -> set[str]:
+    """Every mapping key anywhere in ``value``."""
+    if isinstance(value, dict):
+        return set(value).union(*(_texts_keys(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_texts_keys(v) for v in value))
+    return set()
+
+
 def _check_per_arch(value: Any, per_arch: bool, here: str, name: str) -> None:
     if isinstance(value, dict):
         if PER_ARCH in value:
@@ -331,6 +346,9 @@ def _check_per_arch(value: Any, per_arch: bool, here: str, name: str) -> None:
                     f"{name}: per_arch names unknown arch {unknown[0]!r};"
                     f" known: {', '.join(variables.ARCHES)}",
                 )
+            if any(PER_ARCH in _texts_keys(branch) for branch in branches.values()):
+                raise SpecError(here, f"{name}: per_arch inside per_arch")
+            return
         for item in value.values():
             _check_per_arch(item, per_arch, here, name)
     elif isinstance(value, list):

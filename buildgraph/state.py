@@ -24,7 +24,7 @@ from typing import Any
 from .hashing import digest_bytes
 from .store import atomic_write, process_alive
 
-FORMAT = 2
+FORMAT = 3
 
 
 def workspace_dir(cache_root: Path, root: Path) -> Path:

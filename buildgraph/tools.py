@@ -101,7 +101,8 @@ def _dpkg_versions(paths: list[str]) -> dict[str, str]:
     if not owner:
         return {}
     listed = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Package} ${Version}\n", *sorted(set(owner.values()))],
+        ["dpkg-query", "-W", "-f=${binary:Package} ${Version}\n",
+         *sorted(set(owner.values()))],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     version = dict(line.split(" ", 1) for line in listed.stdout.splitlines() if " " in line)

@@ -90,3 +90,15 @@ def test_per_arch_is_refused_where_it_cannot_apply(tmp_path):
     riscv = PER_ARCH.replace("arm64: ", "riscv64: ")
     out = _cli(make_project(tmp_path / "b", riscv), "graph", "k")
     assert "per_arch names unknown arch 'riscv64'" in out.stderr
+
+
+def test_per_arch_on_params_itself_or_nested_is_refused(tmp_path):
+    top = PER_ARCH.replace(
+        '    params:\n      text: {per_arch: {amd64: "level ${GOAMD64}", arm64: "plain"}}',
+        "    params: {per_arch: {amd64: {text: a}}}",
+    )
+    out = _cli(make_project(tmp_path / "a", top), "graph", "k")
+    assert out.returncode == 2 and "not on params itself" in out.stderr
+    nested = PER_ARCH.replace('arm64: "plain"', "arm64: {x: {per_arch: {arm64: y}}}")
+    out = _cli(make_project(tmp_path / "b", nested), "graph", "k")
+    assert out.returncode == 2 and "per_arch inside per_arch" in out.stderr

@@ -172,3 +172,11 @@ def test_pattern_targets_expand_from_profiles(tmp_path):
         caught.value
     )
     assert "targets/profiles/nope.yaml" in str(caught.value)
+
+
+def test_a_profile_is_checked_for_per_arch_as_params_are(tmp_path):
+    root = _write(tmp_path, PATTERN)
+    (root / "targets" / "profiles").mkdir()
+    (root / "targets" / "profiles" / "aws.yaml").write_text("per_arch: true\n")
+    with pytest.raises(SpecError, match="per_arch must be alone, mapping arch -> value"):
+        load_specs(root)

@@ -55,3 +55,31 @@ def test_rootfs_refuses_to_write_through_a_symlink_of_the_base_package(tmp_path:
     with pytest.raises(StepFailedError, match="symlink at /etc"):
         rootfs(ctx)
     assert list(victim.iterdir()) == []
+
+
+def test_an_executable_bit_alone_rebuilds_what_copies_the_source(tmp_path):
+    specs = """
+    targets:
+      copy:
+        step: shell
+        sources: [f.sh]
+        params: {script: "cp -p $SRCS $OUT/f.sh"}
+        outputs: [f.sh]
+    """
+    root = make_project(tmp_path / "repo", specs, {"f.sh": "echo hi\n"})
+    cache = tmp_path / "cache"
+    assert build(root, cache, ["copy"]) == {"copy": "built"}
+    (root / "f.sh").chmod(0o755)
+    assert build(root, cache, ["copy"]) == {"copy": "built"}
+    assert os.access(root / "_out" / "f.sh", os.X_OK)
+    (root / "f.sh").chmod(0o644)
+    assert build(root, cache, ["copy"]) == {"copy": "cached"}
+    assert not os.access(root / "_out" / "f.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("entry", ["/etc", "../escape", "a/../../b"])
+def test_rootfs_dirs_stay_inside_the_tree(entry):
+    from buildgraph.steps.rootfs import _check
+
+    with pytest.raises(ValueError, match="inside the rootfs"):
+        _check({"os_release": {}, "epoch": "0", "dirs": [entry]})

@@ -395,10 +395,10 @@ class Layout:
     def put_arch(
         self, ref: str, arch: str, image: Image, annotations: dict[str, str] | None = None
     ) -> str:
-        """Add or replace the ``arch`` image of the index ``ref`` names, keeping the others.
-
-        ``annotations`` go on that arch's manifest. Per-arch builds running side by side
-        each add their own arch; the read-modify-write happens under the index lock.
+        """Add or replace the ``arch`` image of the index ``ref`` names, keeping the others;
+        returns that image's manifest digest (``ref`` may have moved on by the time the
+        caller looks). ``annotations`` go on that arch's manifest. Per-arch builds running
+        side by side each add their own arch; the read-modify-write holds the index lock.
         """
         entry = self._write_manifest(arch, image, annotations)
         self._init()
@@ -421,7 +421,7 @@ class Layout:
             entries = sorted([*others, entry], key=lambda m: platform_name(m["platform"]))
             top = self._write_index_blob(entries)
             self._replace_ref(ref, top, None)
-        return top.digest
+        return entry["digest"]
 
     def _write_manifest(
         self, arch: str, image: Image, annotations: dict[str, str] | None = None

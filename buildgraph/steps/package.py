@@ -65,20 +65,19 @@ def _probe(probe: Probe) -> str:
         from ..oci import registry
 
         return f"registry {ref.digest or registry.resolve_digest(ref)}"
-    pins = None
-    if str(ref) == str(_ref(params, "default")):
-        pins = debian.pins_for(probe.root / params["lock"], params["name"], probe.arch)
+    default = str(ref) == str(_ref(params, "default"))
     try:
         found = _store(probe.cache_dir).resolve(str(ref), probe.arch)
     except LayoutError:
-        if pins is None:
+        if not default:
             raise
         found = None  # a dangling or corrupt entry: built again from the pins
     if found is not None:
         digest, manifest = found
-        if pins is None or PIN_ANNOTATION not in (manifest.get("annotations") or {}):
+        if not default or PIN_ANNOTATION not in (manifest.get("annotations") or {}):
             return f"store {digest}"  # the user's own image, even at the default name
-    if pins is not None:
+    if default:
+        pins = debian.pins_for(probe.root / params["lock"], params["name"], probe.arch)
         return f"debian {debian.pins_digest(pins)}"
     raise BuildgraphError(
         f"package image {ref} ({probe.arch}) is not in the embedded store",
@@ -114,8 +113,8 @@ def _from_pins(ctx: StepContext, wanted: str, store, name: str, scratch: Path) -
     layer = scratch / "layer.tar"
     tar_from_directory(tree, layer, mtime=0)
     image = Image(layers=[layer], config={})
-    store.put_arch(name, ctx.arch, image, {PIN_ANNOTATION: wanted})
-    return store.resolve(name, ctx.arch)[1]
+    digest = store.put_arch(name, ctx.arch, image, {PIN_ANNOTATION: wanted})
+    return store.read_json(digest)
 
 
 @step("package", version=2, check=_check, probe=_probe)

@@ -29,9 +29,18 @@ def _check(params: Mapping[str, Any]) -> None:
         if not isinstance(params.get(name, []), list):
             raise ValueError(f"params.{name} of the rootfs step must be a list")
     for entry in params.get("dirs", []):
-        _path, _, mode = str(entry).partition(":")
+        path, _, mode = str(entry).partition(":")
+        _relative("dirs", path)
         if mode and not all(c in "01234567" for c in mode):
             raise ValueError(f"params.dirs: {entry!r}: the mode after ':' must be octal")
+    for applet in params.get("applets", []):
+        if "/" in str(applet) or str(applet) in ("", ".", ".."):
+            raise ValueError(f"params.applets: {applet!r} must be a plain program name")
+
+
+def _relative(what: str, path: str) -> None:
+    if not path or path.startswith("/") or ".." in Path(path).parts:
+        raise ValueError(f"params.{what}: {path!r} must be a path inside the rootfs, no '..'")
 
 
 def _target(tree: Path, relative: str) -> Path:
@@ -47,6 +56,8 @@ def _target(tree: Path, relative: str) -> Path:
             )
         path.mkdir(mode=0o755, exist_ok=True)
     target = tree / relative
+    if not target.parent.resolve().is_relative_to(tree.resolve()):
+        raise StepFailedError(f"/{relative} would be written outside the rootfs")
     if target.is_symlink():
         target.unlink()
     return target
