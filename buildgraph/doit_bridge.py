@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,13 @@ def _doc(session: Session, target: str) -> str:
 
 def _run_node(label: str) -> bool | TaskFailed:
     assert _SESSION is not None
+    if threading.current_thread() is not threading.main_thread():
+        message = (
+            "doit's thread workers (-P thread) would share one umask between steps:"
+            " use process workers (the default -P process)"
+        )
+        os.write(sys.stderr.fileno(), f"buildgraph: error: {message}\n".encode())
+        return TaskFailed(message, report=False)
     try:
         _SESSION.run_node(label)
     except BuildgraphError as err:

@@ -79,6 +79,14 @@ def test_parallel_run_builds_the_same_bytes(project, tmp_path):
     assert set(statuses(again.stderr).values()) == {"cached"}
 
 
+def test_thread_workers_are_refused_with_one_message(project):
+    root, cache = project
+    done = doit(root, cache, "-n", "2", "-P", "thread", "top", BOTH, json_log=False)
+    assert done.returncode != 0
+    assert "buildgraph: error: doit's thread workers (-P thread)" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
 def test_a_subtask_builds_one_arch(project):
     root, cache = project
     done = doit(root, cache, "leaf:arm64", BOTH)
