@@ -180,10 +180,23 @@ def _expand_pattern(specs: Specs, name: str, rel: str, body: LDict, parent: LDic
             )
         spec = _target(specs, expanded, rel, body, parent, stem)
         _check_per_arch(data, spec.per_arch, profile_rel, f"profile {stem!r}")
+        read = references(data) - set(BUILTIN_NAMES)
+        for var in sorted(read):
+            if variables.lookup(var, specs.packages) is None:
+                raise SpecError(
+                    f"{profile_rel}:1",
+                    f"profile {stem!r} reads unknown variable {var!r}",
+                    hint="known are " + ", ".join(variables.BY_NAME) + " and PKG_<package>",
+                )
         params = dict(spec.params)
         params["profile"] = _plain(data)
         specs.targets[expanded] = TargetSpec(
-            **{**spec.__dict__, "params": params, "sources": (*spec.sources, profile_rel)}
+            **{
+                **spec.__dict__,
+                "params": params,
+                "sources": (*spec.sources, profile_rel),
+                "vars": tuple(sorted({*spec.vars, *read})),
+            }
         )
         stems.append(stem)
     specs.patterns[name] = (f"targets/{directory}", stems)

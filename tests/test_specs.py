@@ -180,3 +180,21 @@ def test_a_profile_is_checked_for_per_arch_as_params_are(tmp_path):
     (root / "targets" / "profiles" / "aws.yaml").write_text("per_arch: true\n")
     with pytest.raises(SpecError, match="per_arch must be alone, mapping arch -> value"):
         load_specs(root)
+
+
+def test_a_profile_may_read_variables_and_they_key_its_nodes(tmp_path):
+    from project import build
+
+    script = 'params: {script: "echo > $OUT/${PROFILE}-${ARCH}.raw"}'
+    shell = PATTERN.replace("step: concat", "step: shell")
+    shell = shell.replace('params: {text: "${PROFILE} ${ARCH}"}', script)
+    root = _write(tmp_path, shell)
+    (root / "targets" / "profiles").mkdir()
+    (root / "targets" / "profiles" / "aws.yaml").write_text("level: ${GOAMD64}\n")
+    cache = tmp_path / "cache"
+    assert build(root, cache, ["image-aws"], PLATFORM="linux/amd64") == {"image-aws:amd64": "built"}
+    again = build(root, cache, ["image-aws"], PLATFORM="linux/amd64", GOAMD64="v3")
+    assert again == {"image-aws:amd64": "built"}
+    (root / "targets" / "profiles" / "aws.yaml").write_text("level: ${NOPE}\n")
+    with pytest.raises(SpecError, match="profile 'aws' reads unknown variable 'NOPE'"):
+        load_specs(root)
