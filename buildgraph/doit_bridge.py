@@ -6,7 +6,8 @@ so a run plans the goal first and hands doit only the nodes that must run: nodes
 already cached cost a stat each, never a doit task.
 
 Other commands (``list``, ``clean``, ``info``, ...) get every target, one task per
-target and one subtask per arch (``iso:amd64``), with the spec's doc.
+target and one subtask per arch (``iso:amd64``), with the spec's doc, and one task per
+alias, whose clean removes what its targets placed.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ def _planned_tasks(root: Path, goal: list[str], cmdline: dict[str, str]) -> list
         tasks.append(
             Task(target, None, task_dep=labels, has_subtask=True, doc=_doc(session, target))
         )
+    named = {task.name for task in tasks}
+    for item, labels in session.asked.items():
+        if item not in named:  # an alias, as ``images`` or ``images:amd64``: doit must know it
+            tasks.append(Task(item, None, task_dep=labels))
     return tasks
 
 
@@ -137,26 +142,39 @@ def _all_tasks(root: Path, cmdline: dict[str, str]) -> list[Task]:
 
     specs = load_specs(root)
     values = resolve(cmdline, os.environ, root, specs.variables, specs.packages)
-    graph, _roots = expand(specs, values, sorted(specs.targets))
+    graph, _asked = expand(specs, values, sorted(specs.targets), strict=False)
     out = root / "_out"
     tasks = []
+    placed: dict[str, list[str]] = {}
+    """Target -> the paths its nodes place in _out/."""
     for name in sorted(specs.targets):
         spec = specs.targets[name]
         labels = sorted(label for label in graph if graph.nodes[label]["spec"].name == name)
         for label in labels:
-            outputs = output_names(spec, graph.nodes[label]["arch"], values)
+            paths = [str(out / o) for o in output_names(spec, graph.nodes[label]["arch"], values)]
+            placed.setdefault(name, []).extend(paths)
             tasks.append(
                 Task(
                     label,
                     None,
                     task_dep=sorted(graph.predecessors(label)),
-                    clean=[(_remove, [[str(out / o) for o in outputs]])],
+                    clean=[(_remove, [paths])],
                     subtask_of=name if spec.per_arch else None,
                     doc=spec.doc,
                 )
             )
         if spec.per_arch:
             tasks.append(Task(name, None, task_dep=labels, has_subtask=True, doc=spec.doc))
+    for alias, members in sorted(specs.aliases.items()):
+        tasks.append(
+            Task(
+                alias,
+                None,
+                task_dep=list(members),
+                clean=[(_remove, [[path for m in members for path in placed.get(m, [])]])],
+                doc="alias of " + ", ".join(members),
+            )
+        )
     return tasks
 
 

@@ -18,7 +18,7 @@ from . import steps
 from .errors import SpecError, UnknownTargetError
 from .hashing import encode
 from .nodeplan import NodePlan, static_components
-from .specs import Specs, TargetSpec, references, select_arch, substitute
+from .specs import Need, Specs, TargetSpec, arch_not_built, references, select_arch, substitute
 from .variables import Values
 
 _GLOB = set("*?[")
@@ -28,34 +28,81 @@ def label_of(target: str, arch: str | None) -> str:
     return f"{target}:{arch}" if arch else target
 
 
-def goal_labels(specs: Specs, values: Values, goal: Iterable[str]) -> list[str]:
-    """``iso`` -> one label per arch in PLATFORM; ``iso:amd64`` -> that one."""
-    arches = values.arches()
-    labels: list[str] = []
+def goal_labels(
+    specs: Specs, values: Values, goal: Iterable[str], strict: bool = True
+) -> dict[str, list[str]]:
+    """Each goal item's labels: ``iso`` -> one per arch of PLATFORM it builds for, ``iso:amd64``
+    -> that one; an alias -> its members' (``images:amd64``: their amd64 nodes).
+
+    A target named outright must build what it is asked for: a user who names it wants
+    it. An alias's members that do not are left out, and so is everything when not
+    ``strict`` (``doit list``); an alias that leaves out every member is refused.
+    """
+    asked: dict[str, list[str]] = {}
     for item in goal:
-        target, _, arch = item.partition(":")
-        spec = specs.resolve(target)
-        if not spec.per_arch:
-            if arch:
-                raise UnknownTargetError(f"target {target!r} is not per-arch; ask for {target!r}")
-            labels.append(target)
-        elif arch:
-            if arch not in arches:
-                raise UnknownTargetError(
-                    f"arch {arch!r} of {item!r} is not in PLATFORM={values['PLATFORM']}",
-                    hint=f"add linux/{arch} to PLATFORM",
-                )
-            labels.append(label_of(target, arch))
+        name, _, arch = item.partition(":")
+        members = specs.aliases.get(name)
+        if members is None:
+            spec = specs.resolve(name)
+            labels = _labels(spec, arch, values)
+            if not labels and strict:
+                raise _nothing_to_build(spec, arch, item, values)
         else:
-            labels.extend(label_of(target, a) for a in arches)
-    return list(dict.fromkeys(labels))
+            if arch and arch not in values.arches():
+                raise _not_in_platform(item, arch, values)
+            labels = [label for m in members for label in _labels(specs.targets[m], arch, values)]
+            if not labels and strict:
+                raise UnknownTargetError(
+                    f"alias {name!r}: none of its targets ({', '.join(members)}) builds for"
+                    + (f" {arch}" if arch else f" PLATFORM={values['PLATFORM']}"),
+                    hint="`doit list` shows what each target builds",
+                )
+        asked[item] = labels
+    return asked
 
 
-def expand(specs: Specs, values: Values, goal: Iterable[str]) -> tuple[nx.DiGraph, list[str]]:
-    """The DAG of the goal's nodes and all their ancestors; edges point dep -> user."""
-    roots = goal_labels(specs, values, goal)
+def _labels(spec: TargetSpec, arch: str, values: Values) -> list[str]:
+    """The labels of ``spec`` for ``arch`` ("": every arch) that PLATFORM and it allow."""
+    if not spec.per_arch:
+        return [] if arch else [spec.name]
+    return [
+        label_of(spec.name, a) for a in values.arches() if spec.builds_for(a) and arch in ("", a)
+    ]
+
+
+def _nothing_to_build(spec: TargetSpec, arch: str, item: str, values: Values) -> UnknownTargetError:
+    """Why goal ``item`` gives no label of ``spec``."""
+    if not spec.per_arch:
+        return UnknownTargetError(f"target {spec.name!r} is not per-arch; ask for {spec.name!r}")
+    if spec.arches is None or (arch and spec.builds_for(arch)):
+        return _not_in_platform(item, arch, values)
+    only = f"target {spec.name!r} builds for {', '.join(spec.arches)} only"
+    if arch:
+        return UnknownTargetError(
+            f"{only}; {item!r} asks for {arch}",
+            hint="ask for " + " or ".join(f"{spec.name}:{a}" for a in spec.arches),
+        )
+    return UnknownTargetError(
+        f"{only}; PLATFORM={values['PLATFORM']} asks for none of them",
+        hint=f"add {' or '.join(f'linux/{a}' for a in spec.arches)} to PLATFORM",
+    )
+
+
+def _not_in_platform(item: str, arch: str, values: Values) -> UnknownTargetError:
+    return UnknownTargetError(
+        f"arch {arch!r} of {item!r} is not in PLATFORM={values['PLATFORM']}",
+        hint=f"add linux/{arch} to PLATFORM",
+    )
+
+
+def expand(
+    specs: Specs, values: Values, goal: Iterable[str], strict: bool = True
+) -> tuple[nx.DiGraph, dict[str, list[str]]]:
+    """The DAG of the goal's nodes and all their ancestors, edges pointing dep -> user;
+    and each goal item's labels (see :func:`goal_labels`)."""
+    asked = goal_labels(specs, values, goal, strict)
     graph = nx.DiGraph()
-    stack = list(roots)
+    stack = [label for labels in asked.values() for label in labels]
     while stack:
         label = stack.pop()
         if graph.nodes.get(label, {}).get("spec") is not None:
@@ -68,11 +115,11 @@ def expand(specs: Specs, values: Values, goal: Iterable[str]) -> tuple[nx.DiGrap
                 graph.add_edge(dep, label)
                 stack.append(dep)
     _check_outputs(graph, values)
-    return graph, roots
+    return graph, asked
 
 
 def _dep_labels(
-    specs: Specs, values: Values, spec: TargetSpec, arch: str | None, need
+    specs: Specs, values: Values, spec: TargetSpec, arch: str | None, need: Need
 ) -> list[str]:
     dep = specs.resolve(need.target)
     if not dep.per_arch:
@@ -84,7 +131,9 @@ def _dep_labels(
         if mode not in ("same", "all"):
             raise SpecError(need.where, f"arches of need {need.target!r} resolved to {mode!r}")
     if arch is None or mode == "all":
-        return [label_of(dep.name, a) for a in values.arches()]
+        return [label_of(dep.name, a) for a in values.arches() if dep.builds_for(a)]
+    if not dep.builds_for(arch):
+        raise arch_not_built(spec, dep, arch, need)
     return [label_of(dep.name, arch)]
 
 

@@ -75,9 +75,11 @@ class Session:
         self.probes: dict[str, str] = {}
         with _no_gc():
             self.state = State(workspace_dir(self.store.root, self.root))
-            self.values, self.nodes, self.goal = self._compile(
+            self.values, self.nodes, self.asked = self._compile(
                 list(goal), dict(cmdline or {}), dict(os.environ if environ is None else environ)
             )
+        self.goal = list(dict.fromkeys(label for labels in self.asked.values() for label in labels))
+        """The goal's labels; ``asked`` has them by goal item, as typed (``images``, ``iso``)."""
         self.order = [node.label for node in self.nodes]
         self.by_label = {node.label: node for node in self.nodes}
         self.source_digests: dict[str, str] = {}
@@ -91,7 +93,7 @@ class Session:
     # -- compiling -------------------------------------------------------------
     def _compile(
         self, goal: list[str], cmdline: dict[str, str], environ: dict[str, str]
-    ) -> tuple[Values, list[NodePlan], list[str]]:
+    ) -> tuple[Values, list[NodePlan], dict[str, list[str]]]:
         relevant_env = {k: v for k, v in environ.items() if k in BY_NAME or PKG_PATTERN.match(k)}
         plan_id = digest_bytes(
             json.dumps([goal, sorted(cmdline.items()), sorted(relevant_env.items())]).encode()
@@ -117,7 +119,7 @@ class Session:
                     "no target given and targets/ sets no default",
                     hint="name a target: `doit list` shows them",
                 )
-        graph, roots = expand(specs, values, goal)
+        graph, asked = expand(specs, values, goal)
         nodes, walked = compile_nodes(graph, values, self.root)
         read = {name: values[name] for name in sorted(values.read)}
         read_files = sorted(str(path) for path in specs.files)
@@ -131,10 +133,10 @@ class Session:
                 "vars": read,
                 "walked": walked,
                 "nodes": [tuple(node) for node in nodes],
-                "goal": roots,
+                "goal": asked,
             },
         )
-        return values, nodes, roots
+        return values, nodes, asked
 
     # -- planning --------------------------------------------------------------
     def plan(self, dry: bool = False) -> list[str]:

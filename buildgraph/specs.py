@@ -2,9 +2,14 @@
 
 A spec file holds ``targets`` (name -> spec) and optionally ``default`` (the goal of a
 bare ``doit``), ``variables`` (defaults that are data, such as the pinned PKGS tag) and
-``packages`` (the names that make ``PKG_<NAME>`` variables). A target named with a
-``%`` and a ``profiles`` directory expands to one target per profile file, so
-``image-%`` with ``profiles/aws.yaml`` gives ``image-aws``.
+``packages`` (the names that make ``PKG_<NAME>`` variables) and ``aliases`` (a name for
+a list of targets, such as ``images: [image-%]``).
+
+A target named with a ``%`` and a ``profiles`` directory is a pattern: it expands to one
+target per profile file, so ``image-%`` with ``profiles/aws.yaml`` gives ``image-aws``,
+and ``${profile.FIELD}`` in its body is that file's field. The engine gives the fields no
+meaning: they become params, outputs, needs, arches like any written there, so a node
+keys exactly the fields it reads.
 
 Everything is checked here, before any graph exists: unknown keys, missing fields,
 unknown steps, unknown variables and targets, and cycles, each with file and line.
@@ -16,29 +21,33 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import steps, variables
 from .errors import SpecError, UnknownTargetError
-from .yamlsrc import LDict, load, where
+from .yamlsrc import LDict, LList, load, where
 
 TARGET_KEYS = {
     "doc": "one line for `doit list`",
     "step": "the step that builds it",
     "per_arch": "true: one node per arch in PLATFORM",
+    "arches": "for a per_arch target: the arches it builds for, when not all",
     "params": "step parameters; strings may use ${VARIABLE}, ${ARCH}, ${PROFILE};"
     " {per_arch: {amd64: x, arm64: y}} gives each arch its own value",
     "sources": "repo files and globs it reads",
     "needs": "targets whose outputs it reads: a name, or {target, arches: same|all}",
     "vars": "variables it reads beyond those its params name",
     "outputs": "file names it produces in _out/",
-    "profiles": "for a name with %: the directory of profile files it expands over",
+    "profiles": "for a name with %: the directory of profile files it expands over;"
+    " ${profile.FIELD} in its body is a profile's field, and % in its needs its profile",
 }
-FILE_KEYS = ("targets", "default", "variables", "packages")
+FILE_KEYS = ("targets", "default", "variables", "packages", "aliases")
 NEED_KEYS = ("target", "arches")
 BUILTIN_NAMES = ("ARCH", "PROFILE")
 _REF = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+_PROFILE_REF = re.compile(r"\$\$|\$\{profile\.([^}]*)\}")
+"""A profile field, ``${profile.FIELD}``; ``$$`` is matched so that ``$${profile.x}`` is not."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,11 @@ class TargetSpec:
     doc: str
     where: str
     profile: str | None = None
+    arches: tuple[str, ...] | None = None
+    """The arches a per_arch target builds for; None: every arch."""
+
+    def builds_for(self, arch: str) -> bool:
+        return self.arches is None or arch in self.arches
 
 
 @dataclass
@@ -69,6 +83,8 @@ class Specs:
     root: Path
     targets: dict[str, TargetSpec] = field(default_factory=dict)
     patterns: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Alias -> the targets it stands for, patterns and aliases in it expanded."""
     default: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     packages: frozenset[str] = frozenset()
@@ -89,11 +105,39 @@ class Specs:
                     + (", ".join(profiles) or "none"),
                     hint=f"add {directory}/{stem}.yaml to define it",
                 )
-        close = difflib.get_close_matches(name, list(self.targets), n=1)
+        close = difflib.get_close_matches(name, [*self.targets, *self.aliases], n=1)
+        aliases = f"; aliases are {', '.join(sorted(self.aliases))}" if self.aliases else ""
         raise UnknownTargetError(
-            f"unknown target {name!r}; known targets are {', '.join(sorted(self.targets))}",
+            f"unknown target {name!r}; known targets are {', '.join(sorted(self.targets))}"
+            + aliases,
             hint=f"did you mean {close[0]}?" if close else "`doit list` shows them with docs",
         )
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    name: str
+    rel: str
+    body: LDict
+    here: str
+    """Where the pattern is named: the ``where`` of each target it expands to."""
+    directory: str
+    """Of its profiles, under targets/."""
+    first: dict[str, int]
+    """Each profile field the body reads -> the line of its first reference."""
+    below: dict[int, set[str]]
+    """Each line of the body -> the fields read there or in the lines it holds: an error
+    at ``params:`` may come from any field in the params."""
+
+
+@dataclass(frozen=True)
+class _Profile:
+    stem: str
+    rel: str
+    fields: LDict
+
+    def where(self, name: str | None = None) -> str:
+        return where(self.rel, self.fields, name)
 
 
 def load_specs(root: Path) -> Specs:
@@ -102,8 +146,10 @@ def load_specs(root: Path) -> Specs:
     base = root / "targets"
     if not base.is_dir():
         raise SpecError(str(base), "no targets/ directory", hint="run from the repository root")
-    raw_targets: list[tuple[str, str, LDict, LDict]] = []
+    raw_targets: dict[str, tuple[str, LDict, LDict]] = {}
+    raw_aliases: dict[str, tuple[str, list[str]]] = {}
     packages: set[str] = set()
+    default_where = ""
     for path in sorted(base.glob("*.yaml")):
         rel = path.relative_to(root).as_posix()
         specs.files.append(path)
@@ -116,98 +162,324 @@ def load_specs(root: Path) -> Specs:
         for name, body in _mapping(doc.get("targets", LDict()), rel, doc, "targets").items():
             if not isinstance(name, str) or not name:
                 raise SpecError(where(rel, doc["targets"], name), "a target name must be text")
-            if name in {t[0] for t in raw_targets}:
+            if name in raw_targets:
                 raise SpecError(where(rel, doc["targets"], name), f"target {name!r} defined twice")
             if not isinstance(body, dict):
                 raise SpecError(
                     where(rel, doc["targets"], name), f"target {name!r} must be a mapping"
                 )
-            raw_targets.append((name, rel, body, doc["targets"]))
+            raw_targets[name] = (rel, body, doc["targets"])
+        aliases = _mapping(doc.get("aliases", LDict()), rel, doc, "aliases")
+        for name, members in aliases.items():
+            here = where(rel, aliases, name)
+            if not isinstance(name, str) or not name or "%" in name or ":" in name:
+                raise SpecError(here, f"alias name {name!r} must be text without % or :")
+            if name in raw_aliases:
+                raise SpecError(here, f"alias {name!r} defined twice")
+            raw_aliases[name] = (here, _strings(members, rel, aliases, name))
         if "default" in doc:
             specs.default = _strings(doc["default"], rel, doc, "default")
+            default_where = where(rel, doc, "default")
         for var, value in _mapping(doc.get("variables", LDict()), rel, doc, "variables").items():
             if variables.lookup(var) is None:
                 raise SpecError(where(rel, doc["variables"], var), f"unknown variable {var!r}")
             specs.variables[var] = str(value)
         packages.update(_strings(doc.get("packages", []), rel, doc, "packages"))
     specs.packages = frozenset(packages)
-    for name, rel, body, parent in raw_targets:
-        if "%" in name:
-            _expand_pattern(specs, name, rel, body, parent)
-        else:
-            specs.targets[name] = _target(specs, name, rel, body, parent, None)
-    for spec in specs.targets.values():
-        for need in spec.needs:
-            if need.target not in specs.targets:
-                try:
-                    specs.resolve(need.target)
-                except UnknownTargetError as err:
-                    raise SpecError(need.where, f"target {spec.name!r} needs {err}") from None
+    by_directory: dict[str, list[_Pattern]] = {}
+    for name, (rel, body, parent) in raw_targets.items():
+        if "%" not in name:
+            specs.targets[name] = _target(specs, name, rel, body, where(rel, parent, name), None)
+            continue
+        pattern = _pattern(name, rel, body, parent)
+        by_directory.setdefault(pattern.directory, []).append(pattern)
+    for patterns in by_directory.values():
+        _expand_patterns(specs, patterns)
+    specs.aliases = {
+        name: tuple(_alias_targets(specs, raw_aliases, name, ())) for name in raw_aliases
+    }
+    _check_needs(specs)
     for name in specs.default:
-        if name.split(":", 1)[0] not in specs.targets:
-            raise SpecError(
-                f"{specs.files[0].relative_to(root)}", f"default goal {name!r} is no target"
-            )
+        if name.split(":", 1)[0] not in {*specs.targets, *specs.aliases}:
+            raise SpecError(default_where, f"default goal {name!r} is no target or alias")
     _check_cycles(specs)
     return specs
 
 
-def _expand_pattern(specs: Specs, name: str, rel: str, body: LDict, parent: LDict) -> None:
+def _pattern(name: str, rel: str, body: LDict, parent: LDict) -> _Pattern:
+    """A target named with %, and where its body reads which profile fields."""
+    here = where(rel, parent, name)
     if name.count("%") != 1 or "profiles" not in body:
         raise SpecError(
-            where(rel, parent, name),
-            f"pattern target {name!r} needs exactly one % and a 'profiles' directory",
+            here, f"pattern target {name!r} needs exactly one % and a 'profiles' directory"
         )
-    directory = str(body["profiles"])
+    first: dict[str, int] = {}
+    below: dict[int, set[str]] = {}
+    _read_lines(body, body.line, first, below)
+    directory = PurePosixPath(str(body["profiles"])).as_posix()
+    return _Pattern(name, rel, body, here, directory, first, below)
+
+
+def _read_lines(
+    value: Any, line: int, first: dict[str, int], below: dict[int, set[str]]
+) -> set[str]:
+    """The profile fields ``value`` (at ``line``) reads; fills ``first`` and ``below``."""
+    if isinstance(value, dict):
+        entries = [(value.key_lines[key], item) for key, item in value.items()]
+    elif isinstance(value, list):
+        entries = list(zip(value.item_lines, value, strict=True))
+    else:
+        fields = _profile_fields(value)
+        for field_name in fields:
+            first.setdefault(field_name, line)
+        return set(fields)
+    found: set[str] = set()
+    for entry_line, item in entries:
+        inner = _read_lines(item, entry_line, first, below)
+        below.setdefault(entry_line, set()).update(inner)
+        found |= inner
+    return found
+
+
+def _expand_patterns(specs: Specs, patterns: list[_Pattern]) -> None:
+    """Expand the patterns over one profile directory, reading each profile file once.
+
+    A profile may hold only fields that one of these patterns reads: a field nothing
+    reads is a typo or a leftover, and would silently build nothing different.
+    """
+    directory = patterns[0].directory
     profile_dir = specs.root / "targets" / directory
     if not profile_dir.is_dir():
         raise SpecError(
-            where(rel, body, "profiles"), f"profile directory targets/{directory} is missing"
+            where(patterns[0].rel, patterns[0].body, "profiles"),
+            f"profile directory targets/{directory} is missing",
         )
-    stems = []
     specs.files.append(profile_dir)
+    known = sorted({field_name for pattern in patterns for field_name in pattern.first})
+    profiles = []
     for path in sorted(profile_dir.glob("*.yaml")):
-        stem = path.stem
         profile_rel = path.relative_to(specs.root).as_posix()
         specs.files.append(path)
-        data = load(path, profile_rel)
-        if not isinstance(data, dict):
-            raise SpecError(f"{profile_rel}:1", "a profile must be a mapping")
-        expanded = name.replace("%", stem)
-        if expanded in specs.targets:
-            raise SpecError(
-                where(rel, parent, name), f"profile {stem!r} clashes with target {expanded!r}"
-            )
-        spec = _target(specs, expanded, rel, body, parent, stem)
-        _check_per_arch(data, spec.per_arch, profile_rel, f"profile {stem!r}")
-        read = references(data) - set(BUILTIN_NAMES)
-        for var in sorted(read):
-            if variables.lookup(var, specs.packages) is None:
+        fields = load(path, profile_rel)
+        if not isinstance(fields, dict):
+            raise SpecError(f"{profile_rel}:1", "a profile must be a mapping of fields")
+        profile = _Profile(path.stem, profile_rel, fields)
+        for name in fields:
+            if name not in known:
+                close = difflib.get_close_matches(str(name), known, n=1)
                 raise SpecError(
-                    f"{profile_rel}:1",
-                    f"profile {stem!r} reads unknown variable {var!r}",
-                    hint="known are " + ", ".join(variables.BY_NAME) + " and PKG_<package>",
+                    profile.where(name),
+                    f"profile {profile.stem!r} has unknown field {name!r};"
+                    f" known fields are {', '.join(known) or 'none'}",
+                    hint=f"did you mean {close[0]!r}?"
+                    if close
+                    else f"no pattern over targets/{directory} reads it: remove it,"
+                    f" or read it with ${{profile.{name}}}",
                 )
-        params = dict(spec.params)
-        params["profile"] = _plain(data)
-        specs.targets[expanded] = TargetSpec(
-            **{
-                **spec.__dict__,
-                "params": params,
-                "sources": (*spec.sources, profile_rel),
-                "vars": tuple(sorted({*spec.vars, *read})),
-            }
+        profiles.append(profile)
+    for pattern in patterns:
+        for profile in profiles:
+            expanded = pattern.name.replace("%", profile.stem)
+            if expanded in specs.targets:
+                raise SpecError(
+                    pattern.here,
+                    f"profile {profile.stem!r} clashes with target {expanded!r}"
+                    f" ({specs.targets[expanded].where})",
+                )
+            specs.targets[expanded] = _expansion(specs, pattern, profile, expanded)
+        specs.patterns[pattern.name] = (f"targets/{directory}", [p.stem for p in profiles])
+
+
+def _expansion(specs: Specs, pattern: _Pattern, profile: _Profile, name: str) -> TargetSpec:
+    """The target ``pattern`` gives for ``profile``: its body with the profile's fields in,
+    validated as any target is; an error a field may cause names the field's line."""
+    for field_name, line in pattern.first.items():
+        if field_name not in profile.fields:
+            raise SpecError(
+                profile.where(),
+                f"profile {profile.stem!r} lacks field {field_name!r}, which {pattern.name}"
+                f" reads at {pattern.rel}:{line}",
+                hint=f"add {field_name}: ... to {profile.rel}",
+            )
+    filled = _fill(pattern.body, profile, pattern, pattern.body.line)
+    try:
+        return _target(specs, name, pattern.rel, filled, pattern.here, profile.stem)
+    except SpecError as err:
+        rel, _, line = err.where.rpartition(":")
+        blamed = pattern.below.get(int(line), set()) if rel == pattern.rel else set()
+        if not blamed:
+            raise
+        values = ", ".join(
+            f"{f!r} at {profile.where(f)}" for f in sorted(blamed, key=pattern.first.__getitem__)
         )
-        stems.append(stem)
-    specs.patterns[name] = (f"targets/{directory}", stems)
+        raise SpecError(
+            err.where,
+            f"{err.message.removeprefix(f'{err.where}: ')} (profile {profile.stem!r}: {values})",
+            hint=err.hint,
+        ) from None
+
+
+def _fill(value: Any, profile: _Profile, pattern: _Pattern, line: int) -> Any:
+    """``value`` (at ``line`` of ``pattern``) with each ``${profile.FIELD}`` replaced: by the
+    field as it is when the reference is the whole string, else by its text. Line
+    bookkeeping is kept, and a field's value takes the line of its reference."""
+    if isinstance(value, str):
+        whole = _PROFILE_REF.fullmatch(value)
+        if whole is not None and whole.group(1) is not None:
+            return _stamped(profile.fields[whole.group(1)], line)
+        reader = f"{pattern.name} at {pattern.rel}:{line}"
+        return _PROFILE_REF.sub(lambda match: _inline(match, profile, reader), value)
+    if isinstance(value, dict):
+        return _like(
+            value, {k: _fill(v, profile, pattern, value.key_lines[k]) for k, v in value.items()}
+        )
+    if isinstance(value, list):
+        return _like(
+            value,
+            [_fill(v, profile, pattern, n) for n, v in zip(value.item_lines, value, strict=True)],
+        )
+    return value
+
+
+def _inline(match: re.Match[str], profile: _Profile, reader: str) -> str:
+    """The text ``${profile.FIELD}`` stands for inside a longer string."""
+    name = match.group(1)
+    if name is None:
+        return match.group(0)  # $$: left for variable substitution
+    value = profile.fields[name]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        what = (
+            "a mapping"
+            if isinstance(value, dict)
+            else "a list"
+            if isinstance(value, list)
+            else repr(value)
+        )
+        raise SpecError(
+            profile.where(name),
+            f"profile {profile.stem!r} field {name!r} is {what}, but {reader} reads it inside"
+            " text, where it must be text or a number",
+            hint=f'make "${{profile.{name}}}" the whole value to take the field as it is',
+        )
+    return str(value)
+
+
+def _stamped(value: Any, line: int) -> Any:
+    """A profile's value as it lands in a pattern's body, every line that of the reference."""
+    if isinstance(value, dict):
+        mapping = LDict((k, _stamped(v, line)) for k, v in value.items())
+        mapping.line, mapping.key_lines = line, dict.fromkeys(value, line)
+        return mapping
+    if isinstance(value, list):
+        sequence = LList(_stamped(v, line) for v in value)
+        sequence.line, sequence.item_lines = line, [line] * len(value)
+        return sequence
+    return value
+
+
+def _like(original: Any, contents: Any) -> Any:
+    """``contents`` as the type of ``original``, with its line bookkeeping."""
+    copy = type(original)(contents)
+    copy.__dict__.update(getattr(original, "__dict__", {}))
+    return copy
+
+
+def _profile_fields(value: Any) -> list[str]:
+    """The profile fields ``${profile.FIELD}`` in every string of ``value``, in order."""
+    return list(
+        dict.fromkeys(
+            match.group(1)
+            for text in _texts(value)
+            for match in _PROFILE_REF.finditer(text)
+            if match.group(1) is not None
+        )
+    )
+
+
+def _alias_targets(
+    specs: Specs, raw: dict[str, tuple[str, list[str]]], name: str, trail: tuple[str, ...]
+) -> list[str]:
+    """The targets alias ``name`` stands for: its patterns and aliases expanded, once each."""
+    here, members = raw[name]
+    if name in specs.targets:
+        raise SpecError(
+            here,
+            f"alias {name!r} is also a target ({specs.targets[name].where})",
+            hint="rename one of them",
+        )
+    if not members:
+        raise SpecError(here, f"alias {name!r} names no target")
+    found: list[str] = []
+    for member in members:
+        if member in raw:
+            if member in (*trail, name):
+                cycle = [*trail, name, member]
+                cycle = cycle[cycle.index(member) :]
+                raise SpecError(here, "alias cycle: " + " -> ".join(cycle))
+            found.extend(_alias_targets(specs, raw, member, (*trail, name)))
+        elif member in specs.patterns:
+            found.extend(member.replace("%", stem) for stem in specs.patterns[member][1])
+        elif member in specs.targets:
+            found.append(member)
+        else:
+            close = difflib.get_close_matches(member, [*specs.targets, *specs.patterns, *raw], n=1)
+            raise SpecError(
+                here,
+                f"alias {name!r} names unknown target {member!r}",
+                hint=f"did you mean {close[0]}?" if close else "`doit list` shows the targets",
+            )
+    return list(dict.fromkeys(found))
+
+
+def _check_needs(specs: Specs) -> None:
+    """Every need names a target, not an alias, and one that builds the arches asked of it."""
+    for spec in specs.targets.values():
+        for need in spec.needs:
+            members = specs.aliases.get(need.target)
+            if members is not None:
+                raise SpecError(
+                    need.where,
+                    f"target {spec.name!r} needs {need.target!r}, which is an alias;"
+                    " a need names targets",
+                    hint=f"need its members instead: {', '.join(members)}",
+                )
+            try:
+                dep = specs.resolve(need.target)
+            except UnknownTargetError as err:
+                raise SpecError(need.where, f"target {spec.name!r} needs {err}") from None
+            if need.arches == "same" and spec.per_arch and dep.per_arch:
+                for arch in spec.arches or variables.ARCHES:
+                    if not dep.builds_for(arch):
+                        raise arch_not_built(spec, dep, arch, need)
+
+
+def arch_not_built(spec: TargetSpec, dep: TargetSpec, arch: str, need: Need) -> SpecError:
+    """``spec`` needs ``dep`` for ``arch``, which ``dep`` does not build."""
+    assert dep.arches is not None
+    return SpecError(
+        need.where,
+        f"target {spec.name!r} needs {dep.name!r} for {arch},"
+        f" but {dep.name!r} builds for {', '.join(dep.arches)} only",
+        hint=f"give {spec.name!r} arches: [{', '.join(dep.arches)}],"
+        f" or need {{target: {dep.name}, arches: all}}",
+    )
 
 
 def _target(
-    specs: Specs, name: str, rel: str, body: LDict, parent: LDict, profile: str | None
+    specs: Specs, name: str, rel: str, body: LDict, here: str, profile: str | None
 ) -> TargetSpec:
-    here = where(rel, parent, name)
     allowed = set(TARGET_KEYS) - (set() if profile is not None else {"profiles"})
     _reject_unknown(body, allowed, rel, f"target {name!r}")
+    for key, value in body.items():
+        fields = _profile_fields(value) if key != "profiles" else []
+        if fields:
+            raise SpecError(
+                where(rel, body, key),
+                f"${{profile.{fields[0]}}} in target {name!r}, which is not a pattern over profiles"
+                if profile is None
+                else f"${{profile.{fields[0]}}} in a profile value of {name!r}:"
+                " a profile field cannot read another",
+            )
     for required in ("step", "outputs"):
         if required not in body:
             raise SpecError(
@@ -217,6 +489,7 @@ def _target(
     per_arch = body.get("per_arch", False)
     if not isinstance(per_arch, bool):
         raise SpecError(where(rel, body, "per_arch"), "per_arch must be true or false")
+    arches = _arches(body, rel, name, per_arch)
     params = body.get("params", LDict())
     if not isinstance(params, dict):
         raise SpecError(where(rel, body, "params"), "params must be a mapping")
@@ -225,7 +498,8 @@ def _target(
             where(rel, body, "params"),
             f"target {name!r}: per_arch goes on a param's value, not on params itself",
         )
-    _check_per_arch(params, per_arch, where(rel, body, "params"), name)
+    for key, value in params.items():
+        _check_per_arch(value, per_arch, where(rel, params, key), name)
     outputs = _strings(body["outputs"], rel, body, "outputs")
     if not outputs:
         raise SpecError(where(rel, body, "outputs"), f"target {name!r} declares no outputs")
@@ -236,8 +510,10 @@ def _target(
     declared = _strings(body.get("vars", []), rel, body, "vars")
     if not isinstance(body.get("needs", []) or [], list):
         raise SpecError(where(rel, body, "needs"), "needs must be a list")
-    needs = tuple(_need(item, rel, body, i) for i, item in enumerate(body.get("needs", []) or []))
-    referenced = set(declared)
+    needs = tuple(
+        _need(item, rel, body, i, profile) for i, item in enumerate(body.get("needs", []) or [])
+    )
+    referenced = {(var, "vars") for var in declared}
     for text, key in [
         *((t, "params") for t in _texts(params)),
         *((o, "outputs") for o in outputs),
@@ -254,17 +530,17 @@ def _target(
                     where(rel, body, key), f"${{PROFILE}} in {name!r}, which has no profiles"
                 )
             if ref not in BUILTIN_NAMES:
-                referenced.add(ref)
-    for var in sorted(referenced):
+                referenced.add((ref, key))
+    for var, key in sorted(referenced):
         if variables.lookup(var, specs.packages) is None:
             raise SpecError(
-                here,
+                where(rel, body, key),
                 f"target {name!r} reads unknown variable {var!r}",
                 hint="known are " + ", ".join(variables.BY_NAME) + " and PKG_<package>",
             )
     if step.check is not None:
         try:
-            for arch in variables.ARCHES if per_arch else (None,):
+            for arch in (arches or variables.ARCHES) if per_arch else (None,):
                 step.check(select_arch(_plain(params), arch))
         except ValueError as err:
             raise SpecError(where(rel, body, "params"), f"target {name!r}: {err}") from None
@@ -275,26 +551,61 @@ def _target(
         params=_plain(params),
         sources=tuple(sources),
         needs=needs,
-        vars=tuple(sorted(referenced)),
+        vars=tuple(sorted({var for var, _key in referenced})),
         declared_vars=tuple(declared),
         outputs=tuple(outputs),
         doc=str(body.get("doc", "")).strip() or f"{step.name} step",
         where=here,
         profile=profile,
+        arches=arches,
     )
 
 
-def _need(item: Any, rel: str, body: LDict, index: int) -> Need:
+def _arches(body: LDict, rel: str, name: str, per_arch: bool) -> tuple[str, ...] | None:
+    """The ``arches`` of a target, in the order of variables.ARCHES; None when absent."""
+    if "arches" not in body:
+        return None
+    here = where(rel, body, "arches")
+    if not per_arch:
+        raise SpecError(
+            here,
+            f"arches in target {name!r}, which is not per_arch",
+            hint="arches limits the arches a per_arch target builds for",
+        )
+    listed = _strings(body["arches"], rel, body, "arches")
+    for arch in listed:
+        if arch not in variables.ARCHES:
+            raise SpecError(
+                here,
+                f"target {name!r} lists unknown arch {arch!r};"
+                f" known arches are {', '.join(variables.ARCHES)}",
+            )
+    if not listed:
+        raise SpecError(here, f"target {name!r} lists no arch: name at least one, or drop arches")
+    return tuple(arch for arch in variables.ARCHES if arch in listed)
+
+
+def _need(item: Any, rel: str, body: LDict, index: int, profile: str | None) -> Need:
     here = where(rel, body.get("needs"), index)
     if isinstance(item, str):
-        return Need(item, "same", here)
-    if isinstance(item, dict) and "target" in item:
+        target, arches = item, "same"
+    elif isinstance(item, dict) and "target" in item:
         _reject_unknown(item, NEED_KEYS, rel, "need")
-        arches = str(item.get("arches", "same"))
+        target, arches = str(item["target"]), str(item.get("arches", "same"))
         if arches not in ("same", "all") and not _REF.fullmatch(arches):
             raise SpecError(here, f"arches {arches!r}: use same, all or ${{VARIABLE}}")
-        return Need(str(item["target"]), arches, here)
-    raise SpecError(here, "a need is a target name or {target: NAME, arches: same|all}")
+    else:
+        raise SpecError(here, "a need is a target name or {target: NAME, arches: same|all}")
+    if "%" in target:
+        if profile is None:
+            raise SpecError(
+                here,
+                f"need {target!r} has a %, which stands for the profile of a pattern's"
+                " expansion; this target is no pattern",
+                hint="name one of the targets it expands to",
+            )
+        target = target.replace("%", profile)
+    return Need(target, arches, here)
 
 
 def _check_cycles(specs: Specs) -> None:

@@ -210,3 +210,58 @@ def test_parallel_workers_never_share_a_log_line(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.startswith("{")]
     assert all(line.count('"event"') == 1 for line in lines), lines
     assert len(node_events(done.stderr)) == 100
+
+
+ALIASED = """
+aliases:
+  images: [image-%]
+targets:
+  image-%:
+    doc: the ${profile.name} image
+    step: concat
+    per_arch: true
+    profiles: profiles
+    arches: ${profile.arches}
+    params: {text: "${profile.name} ${ARCH}"}
+    outputs: ["${PROFILE}-${ARCH}.img"]
+"""
+PROFILES = {
+    "targets/profiles/aws.yaml": "name: aws\narches: [amd64, arm64]\n",
+    "targets/profiles/vmware.yaml": "name: vmware\narches: [amd64]\n",
+}
+
+
+def test_an_alias_is_a_goal_a_task_in_the_list_and_cleans_its_targets(tmp_path):
+    root = make_project(tmp_path / "repo", ALIASED, PROFILES)
+    cache = tmp_path / "cache"
+    arm = doit(root, cache, "images", "PLATFORM=linux/arm64")
+    assert arm.returncode == 0, arm.stderr
+    assert statuses(arm.stderr) == {"image-aws:arm64": "built"}
+    amd = doit(root, cache, "-n", "2", "images:amd64", BOTH)
+    assert amd.returncode == 0, amd.stderr
+    assert statuses(amd.stderr) == {"image-aws:amd64": "built", "image-vmware:amd64": "built"}
+    again = doit(root, cache, "images", BOTH)
+    assert again.returncode == 0, again.stderr
+    assert len(node_events(again.stderr)) == 3
+    assert set(statuses(again.stderr).values()) == {"cached"}
+    listed = doit(root, cache, "list", BOTH)
+    assert listed.returncode == 0, listed.stderr
+    assert any(
+        line.startswith("images ") and "alias of image-aws, image-vmware" in line
+        for line in listed.stdout.splitlines()
+    ), listed.stdout
+    assert any(line.startswith("image-vmware ") for line in listed.stdout.splitlines())
+    cleaned = doit(root, cache, "clean", "images", BOTH)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not [p for p in (root / "_out").iterdir() if not p.name.startswith(".")]
+
+
+def test_a_target_named_for_an_arch_it_does_not_build_is_one_message(tmp_path):
+    root = make_project(tmp_path / "repo", ALIASED, PROFILES)
+    done = doit(root, tmp_path / "cache", "image-vmware", "PLATFORM=linux/arm64", json_log=False)
+    assert done.returncode != 0
+    assert done.stderr == (
+        "buildgraph: error: target 'image-vmware' builds for amd64 only;"
+        " PLATFORM=linux/arm64 asks for none of them\n  hint: add linux/amd64 to PLATFORM\n"
+    )
+    assert not (root / "_out").exists()

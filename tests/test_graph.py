@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 from project import build, make_project
+
+from buildgraph.errors import SpecError, UnknownTargetError
 
 SPECS = """
 targets:
@@ -102,3 +105,136 @@ def test_per_arch_on_params_itself_or_nested_is_refused(tmp_path):
     nested = PER_ARCH.replace('arm64: "plain"', "arm64: {x: {per_arch: {arm64: y}}}")
     out = _cli(make_project(tmp_path / "b", nested), "graph", "k")
     assert out.returncode == 2 and "per_arch inside per_arch" in out.stderr
+
+
+ARCHES = """
+targets:
+  disk:
+    step: concat
+    per_arch: true
+    arches: [amd64]
+    params: {text: "disk ${ARCH}"}
+    outputs: ["disk-${ARCH}"]
+  image:
+    step: concat
+    per_arch: true
+    arches: [amd64]
+    needs: [disk]
+    outputs: ["image-${ARCH}"]
+  bundle:
+    step: concat
+    needs: [{target: disk, arches: all}]
+    outputs: [bundle]
+"""
+BOTH = {"PLATFORM": "linux/amd64,linux/arm64"}
+
+
+def test_a_target_with_arches_fans_out_only_over_those(tmp_path):
+    root = make_project(tmp_path / "repo", ARCHES)
+    cache = tmp_path / "cache"
+    assert build(root, cache, ["image"], **BOTH) == {"disk:amd64": "built", "image:amd64": "built"}
+    assert build(root, cache, ["bundle"], **BOTH) == {"disk:amd64": "cached", "bundle": "built"}
+    assert (root / "_out" / "bundle").read_text() == "disk amd64"
+
+
+@pytest.mark.parametrize(
+    ("goal", "platform", "message", "hint"),
+    [
+        (
+            "image",
+            "linux/arm64",
+            "target 'image' builds for amd64 only; PLATFORM=linux/arm64 asks for none of them",
+            "add linux/amd64 to PLATFORM",
+        ),
+        (
+            "image:arm64",
+            "linux/amd64,linux/arm64",
+            "target 'image' builds for amd64 only; 'image:arm64' asks for arm64",
+            "ask for image:amd64",
+        ),
+    ],
+)
+def test_asking_a_target_for_an_arch_it_does_not_build_is_refused(
+    tmp_path, goal, platform, message, hint
+):
+    root = make_project(tmp_path / "repo", ARCHES)
+    with pytest.raises(UnknownTargetError) as caught:
+        build(root, tmp_path / "cache", [goal], PLATFORM=platform)
+    assert caught.value.message == message
+    assert caught.value.hint == hint
+
+
+def test_a_same_arch_need_on_a_target_without_that_arch_is_refused(tmp_path):
+    spec = ARCHES.replace("    arches: [amd64]\n    needs: [disk]", "    needs: [disk]")
+    root = make_project(tmp_path / "repo", spec)
+    with pytest.raises(SpecError) as caught:
+        build(root, tmp_path / "cache", ["image"], PLATFORM="linux/amd64")
+    assert str(caught.value).startswith(
+        "targets/graph.yaml:12: target 'image' needs 'disk' for arm64,"
+        " but 'disk' builds for amd64 only"
+    )
+    assert "arches: all" in caught.value.hint
+
+
+def test_a_need_whose_arches_a_variable_makes_same_is_checked_when_planned(tmp_path):
+    spec = ARCHES.replace(
+        "    arches: [amd64]\n    needs: [disk]",
+        '    needs: [{target: disk, arches: "${INSTALLER_ARCH}"}]',
+    )
+    root = make_project(tmp_path / "repo", spec)
+    cache = tmp_path / "cache"
+    built = build(root, cache, ["image:arm64"], INSTALLER_ARCH="all", **BOTH)
+    assert built == {"disk:amd64": "built", "image:arm64": "built"}
+    with pytest.raises(SpecError, match="target 'image' needs 'disk' for arm64"):
+        build(root, cache, ["image:arm64"], INSTALLER_ARCH="targetarch", **BOTH)
+
+
+ALIASES = """
+default: [everything]
+aliases:
+  images: [image-%]
+  everything: [images, bundle]
+targets:
+  image-%:
+    step: concat
+    per_arch: true
+    profiles: profiles
+    arches: ${profile.arches}
+    params: {text: "${PROFILE} ${ARCH}"}
+    outputs: ["${PROFILE}-${ARCH}.img"]
+  bundle:
+    step: concat
+    params: {text: bundle}
+    outputs: [bundle]
+"""
+PROFILES = {
+    "targets/profiles/aws.yaml": "arches: [amd64, arm64]\n",
+    "targets/profiles/vmware.yaml": "arches: [amd64]\n",
+}
+
+
+def test_an_alias_goal_builds_its_members_that_platform_allows(tmp_path):
+    root = make_project(tmp_path / "repo", ALIASES, PROFILES)
+    cache = tmp_path / "cache"
+    assert build(root, cache, ["images"], PLATFORM="linux/arm64") == {"image-aws:arm64": "built"}
+    assert build(root, cache, ["images:amd64"], **BOTH) == {
+        "image-aws:amd64": "built",
+        "image-vmware:amd64": "built",
+    }
+    assert build(root, cache, [], PLATFORM="linux/arm64") == {
+        "image-aws:arm64": "cached",
+        "bundle": "built",
+    }
+
+
+def test_an_alias_that_leaves_out_every_member_is_refused(tmp_path):
+    root = make_project(
+        tmp_path / "repo", ALIASES, {"targets/profiles/vmware.yaml": "arches: [amd64]\n"}
+    )
+    with pytest.raises(UnknownTargetError) as caught:
+        build(root, tmp_path / "cache", ["images"], PLATFORM="linux/arm64")
+    assert caught.value.message == (
+        "alias 'images': none of its targets (image-vmware) builds for PLATFORM=linux/arm64"
+    )
+    with pytest.raises(UnknownTargetError, match="arch 'arm64' of 'images:arm64' is not in"):
+        build(root, tmp_path / "cache", ["images:arm64"], PLATFORM="linux/amd64")
