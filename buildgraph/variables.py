@@ -218,6 +218,13 @@ TABLE: tuple[Variable, ...] = (
         "all",
     ),
     Variable(
+        "ZSTD_LEVEL",
+        _const("18"),
+        _one_of(*(str(level) for level in range(1, 20))),
+        "zstd compression level of .zst disk images",
+        "18",
+    ),
+    Variable(
         "IMAGER_ARGS",
         _const(""),
         _shell_words,

@@ -19,15 +19,27 @@ TEST_ARGS = "--extra-kernel-arg=buildgraph.poweroff=1 --extra-kernel-arg=panic=1
 def boot_iso(iso: Path, arch: str, firmware: str, cpu: str | None = None) -> str:
     """Console output of booting ``iso``; firmware is ``bios`` or ``uefi``."""
     if arch == "amd64":
-        argv = ["qemu-system-x86_64", "-m", "1024", "-cpu", cpu or "max", "-cdrom", str(iso)]
+        return _boot(["-cdrom", str(iso)], arch, firmware, cpu)
+    return _boot(["-device", "virtio-scsi-pci",
+                  "-drive", f"if=none,id=cd,format=raw,media=cdrom,readonly=on,file={iso}",
+                  "-device", "scsi-cd,drive=cd"], arch, firmware, cpu)  # fmt: skip
+
+
+def boot_disk(disk: Path, arch: str, firmware: str, fmt: str = "raw") -> str:
+    """Console output of booting the disk image ``disk`` (read-only, as a virtio disk)."""
+    drive = f"if=virtio,format={fmt},readonly=on,file={disk}"
+    return _boot(["-drive", drive], arch, firmware, None)
+
+
+def _boot(media: list[str], arch: str, firmware: str, cpu: str | None) -> str:
+    if arch == "amd64":
+        argv = ["qemu-system-x86_64", "-m", "1024", "-cpu", cpu or "max", *media]
         if firmware == "uefi":
             argv += ["-bios", OVMF]
     else:
         assert firmware == "uefi", "arm64 boots only with UEFI"
         argv = ["qemu-system-aarch64", "-M", "virt", "-cpu", cpu or "cortex-a72", "-m", "1024",
-                "-bios", AAVMF, "-device", "virtio-scsi-pci",
-                "-drive", f"if=none,id=cd,format=raw,media=cdrom,readonly=on,file={iso}",
-                "-device", "scsi-cd,drive=cd"]  # fmt: skip
+                "-bios", AAVMF, *media]  # fmt: skip
     argv += ["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"]
     done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
     return done.stdout.decode(errors="replace").replace("\r", "")

@@ -73,7 +73,7 @@ def test_independent_readers_agree(tree, tmp_path: Path) -> None:
 
 
 ISO = {"pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs",
-       "cmdline", "iso"}  # fmt: skip
+       "cmdline-metal", "iso"}  # fmt: skip
 
 
 def _amd64(*targets: str) -> set[str]:
@@ -92,6 +92,6 @@ def test_an_extra_kernel_arg_rebuilds_only_cmdline_and_iso(tree) -> None:
     root, cache = tree
     more = f"IMAGER_ARGS={TEST_ARGS} --extra-kernel-arg=net.ifnames=0"
     result = build(root, cache, "iso", more)
-    assert built(result) == _amd64("cmdline", "iso")
+    assert built(result) == _amd64("cmdline-metal", "iso")
     assert set(result) == _amd64(*ISO)
     assert built(build(root, cache, "iso", ARGS)) == set()

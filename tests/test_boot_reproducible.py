@@ -4,10 +4,14 @@ Nothing is shared between the builds: not the checkout path, not the cache (pack
 downloads, Go build cache, apt state), not HOME, not the time of day, not the order in
 which steps run (the second build runs two steps at a time). TAG and SOURCE_DATE_EPOCH
 are the same, as tests/project.py fixes them.
+
+Disk images of every format and compression come from profiles added to both clones,
+as a user adds a platform; their disks are as small as the partitions allow.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,7 +23,30 @@ OUTPUTS = {
     "kernel": "vmlinuz-{arch}",
     "initramfs": "initramfs-{arch}.xz",
     "iso": "metal-{arch}.iso",
+    "image-repro-raw": "repro-raw-{arch}.raw",
 }
+# profile -> (diskFormat, outFormat); built for amd64, and repro-raw for arm64 too.
+FORMATS = {
+    "repro-raw": ("raw", ""),
+    "repro-qcow2": ("qcow2", ""),
+    "repro-vhd": ("vhd", ""),
+    "repro-ova": ("ova", ""),
+    "repro-zst": ("raw", ".zst"),
+    "repro-xz": ("raw", ".xz"),
+    "repro-gz": ("raw", ".gz"),
+    "repro-targz": ("raw", ".tar.gz"),
+}
+AMD64_IMAGES = {f"image-{name}": f"{name}-{{arch}}.{fmt}{comp}" for name, (fmt, comp) in
+                FORMATS.items()}  # fmt: skip
+
+
+def _add_profiles(root: Path) -> None:
+    for name, (fmt, compression) in FORMATS.items():
+        arches = "[amd64, arm64]" if name == "repro-raw" else "[amd64]"
+        (root / "targets" / "profiles" / f"{name}.yaml").write_text(
+            f"platform: {name}\narches: {arches}\nconsoles: [console=ttyS0]\nkernelArgs: []\n"
+            f'diskSize: 1105MiB\ndiskFormat: {fmt}\noutFormat: "{compression}"\n'
+        )
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +55,13 @@ def outs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for side, jobs in (("first", ()), ("second", ("-n", "2"))):
         base = tmp_path_factory.mktemp(side)
         root, cache = clone(base / "repo"), base / "cache"
-        result = build(root, cache, *jobs, "iso", "kernel", "initramfs",
-                       "PLATFORM=linux/amd64,linux/arm64")  # fmt: skip
+        _add_profiles(root)
+        result = build(root, cache, *jobs, "iso", "kernel", "initramfs", *AMD64_IMAGES,
+                       "image-repro-raw:arm64", "PLATFORM=linux/amd64,linux/arm64",
+                       "ZSTD_LEVEL=3")  # fmt: skip
         # Each build made every node itself: no step output came from the other's cache.
         assert set(result.values()) == {"built"}, result
-        assert len(result) == 9 * len(ARCHES)
+        assert len(result) == 9 * len(ARCHES) + 3 * len(FORMATS) + 3
         dirs.append(root / "_out")
     return dirs[0], dirs[1]
 
@@ -45,3 +74,30 @@ def test_two_clean_builds_in_separate_clones_and_caches_give_the_same_bytes(
     first, second = (out / OUTPUTS[output].format(arch=arch) for out in outs)
     sizes = first.stat().st_size, second.stat().st_size
     assert sha256(first) == sha256(second), f"{first.name} differs; sizes {sizes}"
+
+
+@pytest.mark.parametrize("image", AMD64_IMAGES)
+def test_disk_images_of_every_format_are_reproducible(outs: tuple[Path, Path], image: str) -> None:
+    first, second = (out / AMD64_IMAGES[image].format(arch="amd64") for out in outs)
+    assert sha256(first) == sha256(second), f"{first.name} differs"
+
+
+def _run(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{argv[0]}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def test_independent_readers_accept_every_format(outs: tuple[Path, Path]) -> None:
+    out = outs[0]
+    assert "No problems found" in _run("sgdisk", "-v", str(out / "repro-raw-amd64.raw"))
+    _run("qemu-img", "check", str(out / "repro-qcow2-amd64.qcow2"))
+    info = _run("qemu-img", "info", "-f", "vpc", "--output=json", str(out / "repro-vhd-amd64.vhd"))
+    assert f'"virtual-size": {1105 << 20}' in info
+    assert _run("tar", "-tf", str(out / "repro-ova-amd64.ova")).split() == [
+        "repro-ova-amd64.ovf", "disk.vmdk",
+    ]  # fmt: skip
+    assert _run("tar", "-tzf", str(out / "repro-targz-amd64.raw.tar.gz")).split() == ["disk.raw"]
+    _run("zstd", "-tq", str(out / "repro-zst-amd64.raw.zst"))
+    _run("xz", "-t", str(out / "repro-xz-amd64.raw.xz"))
+    _run("gzip", "-t", str(out / "repro-gz-amd64.raw.gz"))

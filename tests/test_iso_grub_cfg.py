@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from buildgraph.steps.iso import grub_cfg, grub_quote
+from buildgraph.steps.grub import grub_cfg, grub_quote
 
 
 def test_plain_args_stay_plain_and_others_are_quoted() -> None:

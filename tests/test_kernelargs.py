@@ -73,7 +73,7 @@ def test_the_cmdline_target_applies_imager_args(tmp_path):
     status = build(
         tmp_path, tmp_path / "cache", ["cmdline"], PLATFORM="linux/amd64", IMAGER_ARGS=args
     )
-    assert status == {"cmdline:amd64": "built"}
+    assert status == {"cmdline-metal:amd64": "built"}
     line = (tmp_path / "_out" / "cmdline-metal-amd64").read_text().strip()
     assert line.startswith("buildgraph.platform=metal console=ttyS0 ")
     assert line.endswith(" quiet")
@@ -93,7 +93,8 @@ def test_bad_imager_args_stop_before_any_step_runs(tmp_path):
     from buildgraph.errors import SpecError
 
     shutil.copytree(REPO / "targets", tmp_path / "targets")
-    with pytest.raises(SpecError, match="cmdline:amd64: IMAGER_ARGS: '--bogus' is not understood"):
+    bogus = "cmdline-metal:amd64: IMAGER_ARGS: '--bogus' is not understood"
+    with pytest.raises(SpecError, match=bogus):
         build(
             tmp_path, tmp_path / "cache", ["cmdline"], PLATFORM="linux/amd64", IMAGER_ARGS="--bogus"
         )

@@ -104,7 +104,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory):
     assert built(build(root, cache, "iso", AMD64)) == {
         f"{target}:amd64"
         for target in ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs",
-                       "initramfs", "cmdline", "iso")
+                       "initramfs", "cmdline-metal", "iso")
     }  # fmt: skip
     out = root / "_out"
     kernel_package = shutil.copyfile(out / "pkgs" / "kernel-amd64.tar", base / "kernel.tar")

@@ -18,7 +18,17 @@ from typing import Any
 from ..errors import SpecError, StepFailedError
 
 BUILTIN_MODULES = (
-    "shell", "concat", "cmdline", "package", "kernel", "gobuild", "rootfs", "initramfs", "iso",
+    "shell",
+    "concat",
+    "cmdline",
+    "package",
+    "kernel",
+    "gobuild",
+    "rootfs",
+    "initramfs",
+    "iso",
+    "disk",
+    "image",
 )
 
 
@@ -124,10 +134,18 @@ class StepContext:
         return path
 
     def input(self, target: str) -> Path:
-        """The one output of the dependency on ``target`` (of this arch, for per-arch ones)."""
+        """The one output of the dependency on ``target`` (of this arch, for per-arch ones).
+
+        A ``%`` in ``target`` stands for a profile: ``cmdline-%`` finds ``cmdline-aws``.
+        """
+        prefix, percent, suffix = target.partition("%")
         for label, outputs in self.inputs.items():
             name, _, arch = label.partition(":")
-            if name == target and arch in ("", self.arch):
+            if percent:
+                matched = name.startswith(prefix) and name.endswith(suffix)
+            else:
+                matched = name == target
+            if matched and arch in ("", self.arch):
                 if len(outputs) != 1:
                     raise StepFailedError(f"{label} has {len(outputs)} outputs, not one")
                 return next(iter(outputs.values()))
@@ -148,7 +166,8 @@ class StepContext:
         argv = [self.tool_paths.get(argv[0], argv[0]), *argv[1:]]
         kwargs.setdefault("cwd", self.out_dir)
         kwargs.setdefault("env", clean_env())
-        done = subprocess.run(argv, capture_output=True, check=False, **kwargs)
+        kwargs.setdefault("stdout", subprocess.PIPE)  # or a file the tool writes to
+        done = subprocess.run(argv, stderr=subprocess.PIPE, check=False, **kwargs)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout or b"").decode(errors="replace").strip()
             tail = "\n".join(tail.splitlines()[-15:])

@@ -1,0 +1,107 @@
+"""``image``: a raw disk in a cloud's format and compression, byte-reproducible.
+
+params.format is ``raw``, ``qcow2``, ``vhd`` (fixed, sized to whole MiB, as Azure wants)
+or ``ova`` (an OVF descriptor and a stream-optimized VMDK in a tar); params.compression
+is what follows it in the file name: empty, ``.zst`` (zstd -T0 at params.zstd_level),
+``.xz`` (xz -T0), ``.gz`` or ``.tar.gz`` (a sparse tar holding ``disk.raw``, GCP's
+convention). Conversions are qemu-img's; the bytes it stamps with the time or at random
+are then set from params.epoch and params.name.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..formats import sparse, vdisk
+from . import StepContext, check_epoch, clean_env, step
+
+FORMATS = ("raw", "qcow2", "vhd", "ova")
+COMPRESSIONS = ("", ".zst", ".xz", ".gz", ".tar.gz")
+_QEMU_IMG = {
+    "qcow2": ["-O", "qcow2", "-o", "compat=1.1"],
+    "vhd": ["-O", "vpc", "-o", "subformat=fixed,force_size=on"],
+    "ova": ["-O", "vmdk", "-o", "subformat=streamOptimized,adapter_type=lsilogic"],
+}
+
+
+def _check(params: Mapping[str, Any]) -> None:
+    check_epoch(params)
+    fmt, compression = params.get("format"), params.get("compression", "")
+    if "${" in f"{fmt}{compression}":
+        return
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown disk format {fmt!r}; known: {', '.join(FORMATS)}")
+    if compression not in COMPRESSIONS:
+        raise ValueError(
+            f"unknown compression {compression!r};"
+            f" known: none (''), {', '.join(c for c in COMPRESSIONS if c)}"
+        )
+    if fmt == "ova" and compression:
+        raise ValueError("an ova is already a tar: give it no compression")
+    if compression == ".tar.gz" and fmt != "raw":
+        raise ValueError(".tar.gz holds a raw disk (disk.raw): use it with format raw")
+    if not isinstance(params.get("name"), str) or not params["name"]:
+        raise ValueError("the image step needs params.name, the image's name inside its format")
+    level = str(params.get("zstd_level", ""))
+    if compression == ".zst" and "${" not in level and not 1 <= int(level or 0) <= 19:
+        raise ValueError("params.zstd_level must be a zstd level from 1 to 19")
+
+
+@step("image", version=1, tools=("qemu-img", "zstd", "xz", "gzip", "tar"), check=_check)
+def image(ctx: StepContext) -> None:
+    """Convert the raw disk of the node's one input, then compress it."""
+    (out,) = ctx.outputs
+    params = ctx.params
+    epoch = int(params["epoch"])
+    work = ctx.out_dir.parent
+    (raw,) = ctx.input_files()
+    converted = work / "disk.raw"
+    if params["format"] == "raw":
+        os.link(raw, converted)
+    else:
+        converted = _convert(ctx, raw, work, params["format"], params["name"], epoch)
+    target = ctx.output(out)
+    compression = params.get("compression", "")
+    if not compression:
+        sparse.copy(converted, target)
+    elif compression == ".tar.gz":
+        ctx.run(["tar", "--create", "--sparse", "--format=oldgnu", f"--mtime=@{epoch}",
+                 "--owner=0", "--group=0", "--numeric-owner", "--mode=0644",
+                 "--use-compress-program=gzip -n", "-f", str(target),
+                 "-C", str(work), converted.name])  # fmt: skip
+    else:
+        argv = {
+            ".zst": ["zstd", "-T0", f"-{params['zstd_level']}", "-q", "-c"],
+            ".xz": ["xz", "-T0", "-c"],
+            ".gz": ["gzip", "-n", "-c"],
+        }[compression]
+        with open(target, "wb") as sink:
+            ctx.run([*argv, str(converted)], stdout=sink, env=clean_env())
+
+
+def _convert(ctx: StepContext, raw: Path, work: Path, fmt: str, name: str, epoch: int) -> Path:
+    target = work / ("disk.vmdk" if fmt == "ova" else f"disk.{fmt}")
+    ctx.run(["qemu-img", "convert", "-f", "raw", *_QEMU_IMG[fmt], str(raw), target.name],
+            cwd=work)  # fmt: skip
+    if fmt == "vhd":
+        vdisk.fix_vhd(target, epoch, name)
+    if fmt != "ova":
+        return target
+    vdisk.fix_vmdk(target, name)
+    descriptor = work / f"{name}.ovf"
+    capacity = raw.stat().st_size
+    descriptor.write_text(vdisk.ovf(name, target.name, target.stat().st_size, capacity))
+    ova = work / f"{name}.ova"
+    with tarfile.open(ova, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for member in (descriptor, target):  # the descriptor comes first in an OVA
+            info = tar.gettarinfo(member, arcname=member.name)
+            info.mtime, info.mode = epoch, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(member, "rb") as f:
+                tar.addfile(info, f)
+    return ova
