@@ -149,6 +149,9 @@ def _all_tasks(root: Path, cmdline: dict[str, str]) -> list[Task]:
     """Target -> the paths its nodes place in _out/."""
     for name in sorted(specs.targets):
         spec = specs.targets[name]
+        if spec.name != name:  # a profile's expansion that shares another's target
+            tasks.append(Task(name, None, task_dep=[spec.name], doc=f"the same as {spec.name}"))
+            continue
         labels = sorted(label for label in graph if graph.nodes[label]["spec"].name == name)
         for label in labels:
             paths = [str(out / o) for o in output_names(spec, graph.nodes[label]["arch"], values)]

@@ -18,6 +18,7 @@ unknown steps, unknown variables and targets, and cycles, each with file and lin
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -278,7 +279,10 @@ def _expand_patterns(specs: Specs, patterns: list[_Pattern]) -> None:
                 )
         profiles.append(profile)
     for pattern in patterns:
-        for profile in profiles:
+        made: dict[tuple, TargetSpec] = {}
+        # The shortest name leads a group of equal expansions: adding metal-qcow2 next to
+        # metal must not rename (and so rebuild) metal's nodes.
+        for profile in sorted(profiles, key=lambda p: (len(p.stem), p.stem)):
             expanded = pattern.name.replace("%", profile.stem)
             if expanded in specs.targets:
                 raise SpecError(
@@ -286,8 +290,21 @@ def _expand_patterns(specs: Specs, patterns: list[_Pattern]) -> None:
                     f"profile {profile.stem!r} clashes with target {expanded!r}"
                     f" ({specs.targets[expanded].where})",
                 )
-            specs.targets[expanded] = _expansion(specs, pattern, profile, expanded)
+            spec = _expansion(specs, pattern, profile, expanded)
+            specs.targets[expanded] = made.setdefault(_work(specs, spec), spec)
         specs.patterns[pattern.name] = (f"targets/{directory}", [p.stem for p in profiles])
+
+
+def _work(specs: Specs, spec: TargetSpec) -> tuple:
+    """What a pattern's expansion does, whatever its profile is called: two profiles whose
+    expansions do the same work share one target, and so one node and one cache entry
+    (a metal-qcow2 profile shares metal's cmdline and raw disk, and converts only)."""
+    needs = tuple(
+        (specs.targets[n.target].name if n.target in specs.targets else n.target, n.arches)
+        for n in spec.needs
+    )
+    params = json.dumps(spec.params, sort_keys=True)
+    return (spec.step, spec.per_arch, params, spec.sources, needs, spec.vars, spec.arches)
 
 
 def _expansion(specs: Specs, pattern: _Pattern, profile: _Profile, name: str) -> TargetSpec:

@@ -77,8 +77,9 @@ def test_vmdk_content_id_comes_from_the_name(tmp_path: Path) -> None:
     _qemu_img("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized",
               str(raw), str(vmdk))  # fmt: skip
     vdisk.fix_vmdk(vmdk, "vmware-amd64")
-    assert b"\nCID=" + hashlib.sha256(b"vmware-amd64").hexdigest()[:8].encode() in (
-        vmdk.read_bytes()[:4096]
+    assert (
+        b"\nCID=" + hashlib.sha256(b"vmware-amd64").hexdigest()[:8].encode()
+        in (vmdk.read_bytes()[:4096])
     )
     _qemu_img("check", str(vmdk))
 
@@ -107,7 +108,7 @@ def test_sparse_copy_into_an_offset(tmp_path: Path) -> None:
         sparse.copy_into(src, f.fileno(), 4 * MIB)
     data = dst.read_bytes()
     assert data[5 * MIB : 5 * MIB + 4000] == b"data" * 1000
-    assert data[:5 * MIB].count(0) == 5 * MIB
+    assert data[: 5 * MIB].count(0) == 5 * MIB
 
 
 @pytest.mark.parametrize(

@@ -132,3 +132,18 @@ def test_an_extra_kernel_arg_reaches_the_disk_but_not_the_kernel(tree) -> None:
     result = build(root, cache, "image-metal", "PLATFORM=linux/amd64", more)
     assert built(result) == {"cmdline-metal:amd64", "disk-metal:amd64", "image-metal:amd64"}
     assert "net.ifnames=0" in (root / "_out" / "cmdline-metal-amd64").read_text()
+
+
+def test_a_profile_with_the_same_disk_shares_it_and_converts_only(tree) -> None:
+    root, cache = tree
+    metal = (root / "targets" / "profiles" / "metal.yaml").read_text()
+    qcow2 = root / "targets" / "profiles" / "metal-qcow2.yaml"
+    qcow2.write_text(metal.replace("diskFormat: raw", "diskFormat: qcow2").replace(
+        "outFormat: .zst", 'outFormat: ""'))  # fmt: skip
+    try:
+        result = build(root, cache, "image-metal", "image-metal-qcow2", BOTH, ARGS)
+        assert built(result) == _amd64_arm64("image-metal-qcow2")
+        assert "disk-metal:amd64" in result and "disk-metal-qcow2:amd64" not in result
+        assert (root / "_out" / "metal-amd64.qcow2").is_file()
+    finally:
+        qcow2.unlink()

@@ -42,10 +42,15 @@ def _plan(root: Path, profile: str | None, *args: str) -> str:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("diskFormat: raw", "diskFormat: raw\ncolour: blue"),
-         "profile 'test' has unknown field 'colour'"),
-        (("diskSize: 2GiB", "diskSize: 512MiB"), "disk size '512MiB' (536870912 bytes) is too"
-         " small for the partitions, which need 1104 MiB"),
+        (
+            ("diskFormat: raw", "diskFormat: raw\ncolour: blue"),
+            "profile 'test' has unknown field 'colour'",
+        ),
+        (
+            ("diskSize: 2GiB", "diskSize: 512MiB"),
+            "disk size '512MiB' (536870912 bytes) is too"
+            " small for the partitions, which need 1104 MiB",
+        ),
         (("diskSize: 2GiB", "diskSize: lots"), "disk size 'lots': give bytes or a number"),
         (("diskFormat: raw", "diskFormat: vdi"), "unknown disk format 'vdi'"),
         (("outFormat: .zst", "outFormat: .bz2"), "unknown compression '.bz2'"),

@@ -265,3 +265,18 @@ def test_a_target_named_for_an_arch_it_does_not_build_is_one_message(tmp_path):
         " PLATFORM=linux/arm64 asks for none of them\n  hint: add linux/amd64 to PLATFORM\n"
     )
     assert not (root / "_out").exists()
+
+
+def test_a_profile_sharing_another_s_target_is_listed_and_built_as_that_one(tmp_path):
+    twins = {**PROFILES, "targets/profiles/vmware2.yaml": PROFILES["targets/profiles/vmware.yaml"]}
+    root = make_project(tmp_path / "repo", ALIASED.replace("${PROFILE}", "${profile.name}"), twins)
+    cache = tmp_path / "cache"
+    listed = doit(root, cache, "list", BOTH)
+    assert listed.returncode == 0, listed.stderr
+    assert any(
+        line.startswith("image-vmware2 ") and "the same as image-vmware" in line
+        for line in listed.stdout.splitlines()
+    ), listed.stdout
+    done = doit(root, cache, "image-vmware2", "image-vmware", BOTH)
+    assert done.returncode == 0, done.stderr
+    assert statuses(done.stderr) == {"image-vmware:amd64": "built"}

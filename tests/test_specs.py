@@ -310,12 +310,28 @@ def test_patterns_over_one_directory_share_its_files_and_fields(tmp_path, monkey
     assert [need.target for need in specs.targets["disk-aws"].needs] == ["cmdline-aws"]
 
 
-def test_profiles_with_equal_fields_give_equal_params(tmp_path):
+def test_profiles_whose_expansions_do_the_same_work_share_one_target(tmp_path):
+    from project import build
+
     root = _profiles(
-        _write(tmp_path, SHARED), aws="args: quiet\nsize: 8\n", gcp="args: quiet\nsize: 8\n"
+        _write(tmp_path, SHARED),
+        aws="args: quiet\nsize: 8\n",
+        aws2="args: quiet\nsize: 8\n",
+        a2="args: quiet\nsize: 9\n",
     )
     specs = load_specs(root)
-    assert specs.targets["disk-aws"].params == specs.targets["disk-gcp"].params
+    # The shortest name leads each group: aws the disk it shares with aws2, and a2, whose
+    # disk differs, the cmdline all three share.
+    assert specs.targets["disk-aws2"] is specs.targets["disk-aws"]
+    assert specs.targets["disk-aws"].name == "disk-aws"
+    assert specs.targets["cmdline-aws"] is specs.targets["cmdline-aws2"]
+    assert specs.targets["cmdline-aws"].name == "cmdline-a2"
+    assert specs.targets["disk-a2"].name == "disk-a2"
+    assert build(root, tmp_path / "cache", ["disk-aws", "disk-aws2", "disk-a2"]) == {
+        "cmdline-a2": "built",
+        "disk-aws": "built",
+        "disk-a2": "built",
+    }
 
 
 OUTSIDE = [
