@@ -800,19 +800,15 @@ class _Tree:
                     self._write_dir(tar, node, path + "/", files, written)
 
 
+_KINDS = (tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE)
+
+
 def _kind(member: tarfile.TarInfo, layer: Path) -> bytes:
+    """The entry's type, every kind of regular file as REGTYPE; hard links are refused."""
     if member.isreg():
         return tarfile.REGTYPE
-    if member.isdir():
-        return tarfile.DIRTYPE
-    if member.issym():
-        return tarfile.SYMTYPE
-    if member.ischr():
-        return tarfile.CHRTYPE
-    if member.isblk():
-        return tarfile.BLKTYPE
-    if member.isfifo():
-        return tarfile.FIFOTYPE
+    if member.type in _KINDS:
+        return member.type
     raise LayoutError(f"layer {layer.name}: unsupported tar entry type for {member.name!r}")
 
 
