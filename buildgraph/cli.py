@@ -2,7 +2,8 @@
 
 ``explain`` and ``graph`` answer questions about a goal, ``build`` runs one without
 doit, ``cache`` inspects and prunes the cache, ``vars`` prints the variables table,
-``pins refresh`` re-pins the Debian packages that package images are made of.
+``pins refresh`` re-pins the Debian packages that package images are made of,
+``push`` sends an image from the embedded store to a registry.
 Arguments of the form NAME=value are build variables, as with doit.
 """
 
@@ -61,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
         "refresh", help=f"re-pin {debian.LOCK_FILE} to the versions the Debian archive has now"
     )
     refresh.set_defaults(func=_pins_refresh)
+
+    push_help = "push an image from the embedded store to a registry"
+    push = sub.add_parser("push", help=push_help, description=push_help)
+    push.add_argument(
+        "source", metavar="SOURCE", help="its name in the embedded store, e.g. local/pkgs/kernel"
+    )
+    push.add_argument(
+        "dest", metavar="DEST", help="a registry reference, e.g. 127.0.0.1:5005/me/kernel:v1"
+    )
+    push.set_defaults(func=_push)
     return parser
 
 
@@ -165,6 +176,23 @@ def _pins_refresh(args: argparse.Namespace) -> int:
     lock = Path(args.root) / debian.LOCK_FILE
     changes = debian.refresh(lock, default_cache_dir() / "steps" / "apt")
     print("\n".join(changes) if changes else f"{lock}: every pin is current")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .oci.layout import Layout
+    from .oci.push import push
+    from .oci.reference import parse
+
+    try:
+        dest = parse(args.dest)
+    except ValueError as err:
+        raise BuildgraphError(
+            f"push destination: {err}", hint="give DEST as registry/repository[:tag]"
+        ) from None
+    # Where package images and built images are stored (the steps' cache, as a build has it).
+    layout = Layout(default_cache_dir() / "steps" / "oci")
+    print(push(layout, args.source, dest).summary())
     return 0
 
 

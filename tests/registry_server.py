@@ -6,7 +6,10 @@ Pull and push tests talk to the same server users run, not to a fake. Modes:
 - ``tls=True``: HTTPS with a certificate made here for 127.0.0.1 (``RunningRegistry.ca_file``);
 - ``auth="htpasswd"``: basic auth (the ``htpasswd`` program, Debian package apache2-utils);
 - ``auth="token"``: bearer-token auth, the flow Docker Hub and ghcr.io use, with a small
-  token service run here that signs JWTs (``openssl``) for ``username``/``password``.
+  token service run here that signs JWTs (``openssl``) for ``username``/``password``;
+- ``access_log=True``: the registry logs each request, so a test can count them from the
+  server's side (:meth:`RunningRegistry.requests`);
+- ``readonly=True``: the registry's maintenance mode, which refuses every upload.
 
 Use :func:`serve_registry` as a context manager; it yields a :class:`RunningRegistry`.
 """
@@ -18,6 +21,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -49,6 +53,16 @@ class RunningRegistry:
     password: str | None = None
     token_requests: list[str] = field(default_factory=list)
     """The scope of each token request the token service answered (token mode)."""
+    log: Path | None = None
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, path with query, status) of each request so far, from the registry's own
+        access log (``access_log=True``), oldest first."""
+        assert self.log is not None
+        return [
+            (m["method"], m["path"], int(m["status"]))
+            for m in _ACCESS_LINE.finditer(self.log.read_text(errors="replace"))
+        ]
 
     def __str__(self) -> str:
         return self.host
@@ -66,6 +80,9 @@ class RunningRegistry:
         auth = base64.b64encode(secret.encode()).decode()
         path.write_text(json.dumps({"auths": {self.host: {"auth": auth}}}))
         return path
+
+
+_ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>[0-9]{3}) ')
 
 
 def require_tools(*names: str) -> None:
@@ -176,17 +193,25 @@ class _TokenService:
 
 
 def _config(
-    server: RunningRegistry, port: int, cert: Path | None, key: Path | None, auth: dict | None
+    server: RunningRegistry,
+    port: int,
+    cert: Path | None,
+    key: Path | None,
+    auth: dict | None,
+    access_log: bool = False,
+    readonly: bool = False,
 ) -> dict:
     http_section: dict = {"addr": f"127.0.0.1:{port}", "secret": "buildgraph-test-secret"}
     if cert and key:
         http_section["tls"] = {"certificate": str(cert), "key": str(key)}
     config: dict = {
         "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
+        "log": {"level": "error", "accesslog": {"disabled": not access_log}},
         "storage": {"filesystem": {"rootdirectory": str(server.root)}, "delete": {"enabled": True}},
         "http": http_section,
     }
+    if readonly:
+        config["storage"]["maintenance"] = {"readonly": {"enabled": True}}
     if auth:
         config["auth"] = auth
     return config
@@ -223,6 +248,8 @@ def serve_registry(
     auth: str | None = None,
     username: str = "builder",
     password: str = "s3cret-Pa55",
+    access_log: bool = False,
+    readonly: bool = False,
 ) -> Iterator[RunningRegistry]:
     """Run docker-registry on a free 127.0.0.1 port until the block ends."""
     require_tools(REGISTRY)
@@ -261,14 +288,16 @@ def serve_registry(
     if auth:
         server.username, server.password = username, password
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    log = workdir / "registry.log"
+    log = server.log = workdir / "registry.log"
     with token_service:
         for _attempt in range(5):
             port = free_port()
             server.host = f"127.0.0.1:{port}"
             config = workdir / "config.yml"
             # JSON is YAML: no YAML library needed to write the config.
-            document = _config(server, port, cert if tls else None, key, auth_config)
+            document = _config(
+                server, port, cert if tls else None, key, auth_config, access_log, readonly
+            )
             config.write_text(json.dumps(document))
             with open(log, "wb") as log_file:
                 process = subprocess.Popen(

@@ -5,7 +5,8 @@ resolves each mutable tag to a digest (:func:`resolve_digest`, so the digest ent
 node keys), then pulls the one architecture it needs (:func:`pull`) into a
 :class:`~buildgraph.oci.layout.Layout`, verifying every manifest and blob against its
 sha256. Stdlib only: urllib speaks HTTPS (HTTP only to loopback registries), anonymous,
-basic and bearer-token auth.
+basic and bearer-token auth. :mod:`buildgraph.oci.push` sends images the other way with the
+same :class:`Client`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import BuildgraphError
 from .layout import (
@@ -49,6 +50,12 @@ _LOGIN_HINT = (
     "$REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json "
     "(`skopeo login {host}` or `docker login {host}` writes them; GITHUB_TOKEN works for ghcr.io)"
 )
+_PUSH_HINT = (
+    "log in with an account that may push to this repository: put credentials for {host} in "
+    "$REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or ~/.docker/config.json "
+    "(`skopeo login {host}` or `docker login {host}` writes them; on ghcr.io a GITHUB_TOKEN "
+    "needs the write:packages permission)"
+)
 _CERT_DIRS = (
     "~/.config/containers/certs.d",
     "/etc/containers/certs.d",
@@ -56,6 +63,11 @@ _CERT_DIRS = (
 )
 
 Credentials = Callable[[str], tuple[str, str] | None]
+Body = bytes | Callable[[], IO[bytes]]
+"""A request body: bytes, or a function opening a fresh stream (a retry after a 401 sends
+the body again, and a stream cannot be rewound by the HTTP library)."""
+PULL = "pull"
+PUSH = "pull,push"
 
 
 class RegistryError(BuildgraphError):
@@ -177,12 +189,49 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def _merged_scopes(challenged: str | None, repository: str, actions: str) -> list[str]:
+    """The token scopes to ask for: the challenge's, with ``actions`` added for ``repository``.
+
+    A registry's challenge names what the failed request needed (``pull`` for a HEAD); a
+    push asks for ``pull,push`` at once, so one token serves all of its requests.
+    """
+    wanted = actions.split(",")
+    scopes = (challenged or "").split()
+    merged = False
+    for number, scope in enumerate(scopes):
+        kind, _, rest = scope.partition(":")
+        name, _, have = rest.rpartition(":")
+        if kind == "repository" and name == repository and "*" not in have.split(","):
+            union = sorted({*have.split(","), *wanted} - {""})
+            scopes[number] = f"repository:{repository}:{','.join(union)}"
+            merged = True
+    if not merged:
+        scopes.append(f"repository:{repository}:{actions}")
+    return scopes
+
+
 def _error_codes(body: bytes) -> str:
     try:
         errors = json.loads(body).get("errors") or []
         return ", ".join(str(e.get("code", "")).lower().replace("_", " ") for e in errors)
     except (ValueError, AttributeError):
         return ""
+
+
+def failure_detail(response: http.client.HTTPResponse) -> str:
+    """``HTTP 400 Bad Request (digest invalid)``: the status and the registry's error codes.
+
+    Reads (a bounded part of) the body and closes the response. Registry error bodies hold
+    codes and messages about the request, never the credentials sent with it.
+    """
+    try:
+        body = response.read(64 << 10)
+    except (OSError, http.client.HTTPException):
+        body = b""
+    response.close()
+    codes = _error_codes(body)
+    reason = f" {response.reason}" if getattr(response, "reason", "") else ""
+    return f"HTTP {response.status}{reason}" + (f" ({codes})" if codes else "")
 
 
 def _reason(err: BaseException) -> str:
@@ -259,8 +308,9 @@ class Client:
         url: str,
         headers: dict[str, str],
         authorization: str | None,
+        data: bytes | IO[bytes] | None = None,
     ) -> http.client.HTTPResponse:
-        request = urllib.request.Request(url, method=method, headers=headers)
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         request.add_header("User-Agent", USER_AGENT)
         if authorization:
             request.add_unredirected_header("Authorization", authorization)
@@ -276,11 +326,16 @@ class Client:
         url: str,
         headers: dict[str, str],
         authorization: str | None,
+        body: Body | None = None,
     ) -> http.client.HTTPResponse:
+        data = body() if callable(body) else body
         try:
-            return self._raw_send(ref, method, url, headers, authorization)
+            return self._raw_send(ref, method, url, headers, authorization, data)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
             raise self.unreachable(ref, err) from None
+        finally:
+            if data is not None and not isinstance(data, bytes):
+                data.close()
 
     def unreachable(self, ref: Reference, err: BaseException) -> RegistryError:
         host = self.endpoint(ref)
@@ -313,28 +368,45 @@ class Client:
             known = self._schemes[host] = "http" if plain else "https"
         return known
 
+    def base_url(self, ref: Reference) -> str:
+        """``https://host[:port]`` (or ``http://`` for a plain loopback registry)."""
+        return f"{self.scheme(ref)}://{self.endpoint(ref)}"
+
     def open(
-        self, ref: Reference, method: str, path: str, headers: dict[str, str] | None = None
+        self,
+        ref: Reference,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        *,
+        body: Body | None = None,
+        actions: str = PULL,
     ) -> http.client.HTTPResponse:
-        """One API request with auth; the response may carry any status: callers check it."""
+        """One API request with auth; the response may carry any status: callers check it.
+
+        ``actions`` is what a bearer token is asked for (``PUSH`` for uploads), and
+        ``body`` is sent again if the first answer is a 401. A registry may answer a streamed
+        body's 401 before reading it and hang up (a broken connection, not a retry): send a
+        request without a body first (a push HEADs and POSTs before each blob's PUT).
+        """
         headers = headers or {}
         host = self.endpoint(ref)
-        url = f"{self.scheme(ref)}://{host}{path}"
+        url = self.base_url(ref) + path
         key = (host, ref.repository)
-        response = self._send(ref, method, url, headers, self._auth.get(key))
+        response = self._send(ref, method, url, headers, self._auth.get(key), body)
         if response.status != 401:
             return response
         challenge = response.headers.get("WWW-Authenticate", "")
         response.close()
-        authorization = self._authorize(ref, challenge)
+        authorization = self._authorize(ref, challenge, actions)
         if authorization is None:
-            raise self.unauthorized(ref, 401)
+            raise self.unauthorized(ref, 401, actions)
         self._auth[key] = authorization
-        return self._send(ref, method, url, headers, authorization)
+        return self._send(ref, method, url, headers, authorization, body)
 
     # auth
 
-    def _authorize(self, ref: Reference, challenge: str) -> str | None:
+    def _authorize(self, ref: Reference, challenge: str, actions: str = PULL) -> str | None:
         scheme, params = _parse_challenge(challenge)
         creds = self.credentials(ref.registry)
         if scheme == "basic":
@@ -348,7 +420,8 @@ class Client:
             return None
         if realm.scheme == "http" and not is_loopback(realm.hostname):
             creds = None  # never send a password in clear text
-        query = [("scope", params.get("scope") or f"repository:{ref.repository}:pull")]
+        scopes = _merged_scopes(params.get("scope"), ref.repository, actions)
+        query = [("scope", scope) for scope in scopes]
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
         sep = "&" if realm.query else "?"
@@ -363,7 +436,7 @@ class Client:
         except urllib.error.HTTPError as err:
             err.close()
             if err.code in (401, 403):
-                raise self.unauthorized(ref, err.code) from None
+                raise self.unauthorized(ref, err.code, actions) from None
             raise RegistryError(
                 f"the token service of {ref.registry} ({realm.netloc}) answered HTTP "
                 f"{err.code} for {ref}",
@@ -386,8 +459,14 @@ class Client:
             )
         return f"Bearer {token}"
 
-    def unauthorized(self, ref: Reference, status: int) -> RegistryError:
+    def unauthorized(self, ref: Reference, status: int, actions: str = PULL) -> RegistryError:
+        """Access denied (after auth, if any): names the registry and whose credentials."""
         who = "with the configured credentials" if self.credentials(ref.registry) else "anonymously"
+        if "push" in actions.split(","):
+            return RegistryError(
+                f"registry {ref.registry} refused push access to {ref} {who} (HTTP {status})",
+                hint=_PUSH_HINT.format(host=ref.registry),
+            )
         return RegistryError(
             f"registry {ref.registry} refused access to {ref} {who} (HTTP {status})",
             hint=_LOGIN_HINT.format(host=ref.registry),
