@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import StepFailedError
+from ..formats import untar
 from . import StepContext
 
 EFI_LOADER = {"x86_64-efi": "BOOTX64.EFI", "arm64-efi": "BOOTAA64.EFI"}
@@ -64,8 +64,7 @@ class Grub:
         self.ctx = ctx
         self.root = work / "grub"
         self.env = env
-        with tarfile.open(ctx.input("pkg-grub")) as tar:
-            tar.extractall(self.root, filter="tar")
+        untar.extract(ctx.input("pkg-grub"), self.root)
 
     def modules(self, platform: str) -> Path:
         """usr/lib/grub/<platform> of the package: real files, inside the package."""

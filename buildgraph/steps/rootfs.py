@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import StepFailedError
+from ..formats import untar
 from . import StepContext, check_epoch, step
 
 
@@ -69,8 +69,7 @@ def rootfs(ctx: StepContext) -> None:
     (out,) = ctx.outputs
     tree = ctx.out_dir.parent / "rootfs"
     tree.mkdir(mode=0o755)
-    with tarfile.open(ctx.input("pkg-base")) as tar:
-        tar.extractall(tree, filter="tar")
+    untar.extract(ctx.input("pkg-base"), tree)
     for entry in ctx.params.get("dirs", []):
         relative, _, mode = str(entry).partition(":")
         directory = _target(tree, relative)
