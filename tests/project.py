@@ -34,9 +34,11 @@ def build(root: Path, cache: Path, goal: list[str], **variables: str) -> dict[st
     return Session(root, goal, {**FIXED, **variables}, environ={}, cache_dir=cache).build()
 
 
-def doit(root: Path, cache: Path, *args: str, json_log: bool = True) -> subprocess.CompletedProcess:
-    """Run the real doit front end in ``root`` as a user would."""
-    env = {
+def doit(
+    root: Path, cache: Path, *args: str, json_log: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the real doit front end in ``root`` as a user would (``env``: more variables)."""
+    base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(cache.parent),
         "BUILDGRAPH_CACHE": str(cache),
@@ -44,11 +46,11 @@ def doit(root: Path, cache: Path, *args: str, json_log: bool = True) -> subproce
         "SOURCE_DATE_EPOCH": FIXED["SOURCE_DATE_EPOCH"],
     }
     if json_log:
-        env["BUILDGRAPH_LOG"] = "json"
+        base["BUILDGRAPH_LOG"] = "json"
     return subprocess.run(
         [sys.executable, "-m", "doit", *args],
         cwd=root,
-        env=env,
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
         check=False,

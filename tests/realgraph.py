@@ -14,9 +14,11 @@ def clone(dest: Path) -> Path:
     return copy_checkout(dest)
 
 
-def build(root: Path, cache: Path, *args: str) -> dict[str, str]:
+def build(
+    root: Path, cache: Path, *args: str, env: dict[str, str] | None = None
+) -> dict[str, str]:
     """Run doit in the clone; returns node -> built|cached, failing with doit's output."""
-    done = doit(root, cache, *args)
+    done = doit(root, cache, *args, env=env)
     assert done.returncode == 0, done.stdout + done.stderr[-6000:]
     return statuses(done.stderr)
 

@@ -392,6 +392,20 @@ class Layout:
         self.set_ref(ref, top, annotations)
         return top.digest
 
+    def write_manifest(self, ref: str, arch: str, image: Image) -> str:
+        """Write one arch's image and point ``ref`` straight at its manifest, as an OCI
+        archive holds a single image; returns the manifest digest."""
+        entry = Descriptor.from_json(self._write_manifest(arch, image))
+        self.set_ref(ref, entry)
+        return entry.digest
+
+    def write_index(self, ref: str, entries: list[dict[str, Any]]) -> Descriptor:
+        """Write an index over stored manifests (descriptors with platforms) as ``ref``."""
+        ordered = sorted(entries, key=lambda m: platform_name(m["platform"]))
+        top = self._write_index_blob(ordered)
+        self.set_ref(ref, top)
+        return top
+
     def put_arch(
         self, ref: str, arch: str, image: Image, annotations: dict[str, str] | None = None
     ) -> str:

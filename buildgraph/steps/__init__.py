@@ -29,6 +29,8 @@ BUILTIN_MODULES = (
     "iso",
     "disk",
     "image",
+    "oci_image",
+    "pyz",
 )
 
 
