@@ -121,6 +121,8 @@ def expand(
 def _dep_labels(
     specs: Specs, values: Values, spec: TargetSpec, arch: str | None, need: Need
 ) -> list[str]:
+    if need.unless and values[need.unless[2:-1]]:
+        return []
     dep = specs.resolve(need.target)
     if not dep.per_arch:
         return [dep.name]
@@ -185,7 +187,7 @@ def _node_vars(spec: TargetSpec, params: dict) -> tuple[str, ...]:
     if params is spec.params:
         return spec.vars
     read = references([params, list(spec.outputs), list(spec.sources)])
-    read |= {ref for need in spec.needs for ref in references(need.arches)}
+    read |= {ref for need in spec.needs for ref in references([need.arches, need.unless])}
     return tuple(v for v in spec.vars if v in read or v in spec.declared_vars)
 
 

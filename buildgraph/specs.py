@@ -37,14 +37,15 @@ TARGET_KEYS = {
     "params": "step parameters; strings may use ${VARIABLE}, ${ARCH}, ${PROFILE};"
     " {per_arch: {amd64: x, arm64: y}} gives each arch its own value",
     "sources": "repo files and globs it reads",
-    "needs": "targets whose outputs it reads: a name, or {target, arches: same|all}",
+    "needs": "targets whose outputs it reads: a name, or {target, arches: same|all,"
+    " unless: ${VARIABLE}} (unless: only while the variable is empty)",
     "vars": "variables it reads beyond those its params name",
     "outputs": "file names it produces in _out/",
     "profiles": "for a name with %: the directory of profile files it expands over;"
     " ${profile.FIELD} in its body is a profile's field, and % in its needs its profile",
 }
 FILE_KEYS = ("targets", "default", "variables", "packages", "aliases")
-NEED_KEYS = ("target", "arches")
+NEED_KEYS = ("target", "arches", "unless")
 BUILTIN_NAMES = ("ARCH", "PROFILE")
 _REF = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _PROFILE_REF = re.compile(r"\$\$|\$\{profile\.([^}]*)\}")
@@ -56,6 +57,8 @@ class Need:
     target: str
     arches: str  # "same", "all", or a ${VAR} whose value is "all" or "targetarch"
     where: str
+    unless: str = ""
+    """``${VAR}``: the need holds only while VAR is empty (IMAGER_IMAGE replaces the OS)."""
 
 
 @dataclass(frozen=True)
@@ -300,7 +303,11 @@ def _work(specs: Specs, spec: TargetSpec) -> tuple:
     expansions do the same work share one target, and so one node and one cache entry
     (a metal-qcow2 profile shares metal's cmdline and raw disk, and converts only)."""
     needs = tuple(
-        (specs.targets[n.target].name if n.target in specs.targets else n.target, n.arches)
+        (
+            specs.targets[n.target].name if n.target in specs.targets else n.target,
+            n.arches,
+            n.unless,
+        )
         for n in spec.needs
     )
     params = json.dumps(spec.params, sort_keys=True)
@@ -536,6 +543,7 @@ def _target(
         *((o, "outputs") for o in outputs),
         *((s, "sources") for s in sources),
         *((n.arches, "needs") for n in needs),
+        *((n.unless, "needs") for n in needs),
     ]:
         for ref in _REF.findall(text.replace("$$", "")):
             if ref == "ARCH" and not per_arch:
@@ -611,6 +619,9 @@ def _need(item: Any, rel: str, body: LDict, index: int, profile: str | None) -> 
         target, arches = str(item["target"]), str(item.get("arches", "same"))
         if arches not in ("same", "all") and not _REF.fullmatch(arches):
             raise SpecError(here, f"arches {arches!r}: use same, all or ${{VARIABLE}}")
+        unless = str(item.get("unless", ""))
+        if unless and not _REF.fullmatch(unless):
+            raise SpecError(here, f"unless {unless!r}: give one ${{VARIABLE}}")
     else:
         raise SpecError(here, "a need is a target name or {target: NAME, arches: same|all}")
     if "%" in target:
@@ -622,7 +633,7 @@ def _need(item: Any, rel: str, body: LDict, index: int, profile: str | None) -> 
                 hint="name one of the targets it expands to",
             )
         target = target.replace("%", profile)
-    return Need(target, arches, here)
+    return Need(target, arches, here, unless if isinstance(item, dict) else "")
 
 
 def _check_cycles(specs: Specs) -> None:

@@ -225,6 +225,13 @@ TABLE: tuple[Variable, ...] = (
         "18",
     ),
     Variable(
+        "IMAGER_IMAGE",
+        _const(""),
+        lambda value: value and _reference(value),
+        "an imager image whose boot assets replace the locally built kernel and initramfs",
+        "empty (build them)",
+    ),
+    Variable(
         "IMAGER_ARGS",
         _const(""),
         _shell_words,

@@ -238,3 +238,34 @@ def test_an_alias_that_leaves_out_every_member_is_refused(tmp_path):
     )
     with pytest.raises(UnknownTargetError, match="arch 'arm64' of 'images:arm64' is not in"):
         build(root, tmp_path / "cache", ["images:arm64"], PLATFORM="linux/amd64")
+
+
+UNLESS = """
+targets:
+  b:
+    step: concat
+    params: {text: "b"}
+    outputs: [b.txt]
+  top:
+    step: concat
+    needs: [{target: b, unless: "${IMAGER_IMAGE}"}]
+    params: {text: "top"}
+    outputs: [top.txt]
+"""
+
+
+def test_a_need_with_unless_holds_only_while_its_variable_is_empty(tmp_path):
+    root = make_project(tmp_path / "repo", UNLESS)
+    cache = tmp_path / "cache"
+    assert build(root, cache, ["top"]) == {"b": "built", "top": "built"}
+    assert (root / "_out" / "top.txt").read_text() == "btop"
+    # The variable keys the node: setting it drops the need and rebuilds top alone.
+    assert build(root, cache, ["top"], IMAGER_IMAGE="local/me/imager:v1") == {"top": "built"}
+    assert (root / "_out" / "top.txt").read_text() == "top"
+    assert build(root, cache, ["top"]) == {"b": "cached", "top": "cached"}
+
+
+def test_unless_takes_one_variable(tmp_path):
+    root = make_project(tmp_path / "repo", UNLESS.replace('"${IMAGER_IMAGE}"', "IMAGER_IMAGE"))
+    with pytest.raises(SpecError, match=r"unless 'IMAGER_IMAGE': give one \$\{VARIABLE\}"):
+        build(root, tmp_path / "cache", ["top"])

@@ -4,6 +4,7 @@ The modules are the closure of params.modules under their modinfo ``depends=`` (
 packages carry no modules.dep: depmod runs at install time), uncompressed, and listed
 dependencies first in ``/lib/modules/load.list`` for the init to load in order.
 The kernel's xz decompressor takes only CRC32 checks, hence ``--check=crc32``.
+With params.image (IMAGER_IMAGE) the initramfs comes from that imager image instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from ..errors import StepFailedError
 from ..formats.cpio import Writer
 from . import StepContext, check_epoch, step
+from .imagefile import copy_from_image, probe_image
 
 LOAD_LIST = "lib/modules/load.list"
 MODULES_DIR = re.compile(r"^(?:usr/)?lib/modules/[^/]+(?=/)")
@@ -97,9 +99,12 @@ def _read_module(data: bytes, path: str) -> bytes:
     raise StepFailedError(f"kernel module {path}: only .ko and .ko.xz are supported")
 
 
-@step("initramfs", version=1, tools=("xz",), check=_check)
+@step("initramfs", version=1, tools=("xz",), check=_check, probe=probe_image)
 def initramfs(ctx: StepContext) -> None:
     """Write the cpio (sorted, owner 0, one mtime) and compress it with xz."""
+    if ctx.params.get("image"):
+        copy_from_image(ctx, "initramfs.xz")
+        return
     (out,) = ctx.outputs
     epoch = int(ctx.params["epoch"])
     cpio_path = ctx.out_dir.parent / "initramfs.cpio"

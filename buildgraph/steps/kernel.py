@@ -1,7 +1,8 @@
 """``kernel``: the kernel image of a kernel package, as ``vmlinuz-<arch>``.
 
 A kernel package image holds ``boot/vmlinuz-<version>`` (or ``boot/vmlinuz``) and the
-modules under ``lib/modules/<version>/``, as Debian's linux-image packages do.
+modules under ``lib/modules/<version>/``, as Debian's linux-image packages do. With
+params.image (IMAGER_IMAGE) the kernel comes from that imager image instead.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import tarfile
 
 from ..errors import StepFailedError
 from . import StepContext, step
+from .imagefile import copy_from_image, probe_image
 
 
-@step("kernel", version=1)
+@step("kernel", version=1, probe=probe_image)
 def kernel(ctx: StepContext) -> None:
     """Copy the one boot/vmlinuz* of the package tar needs: [pkg-kernel] to the output."""
+    if ctx.params.get("image"):
+        copy_from_image(ctx, "vmlinuz")
+        return
     (out,) = ctx.outputs
     with tarfile.open(ctx.input("pkg-kernel")) as tar:
         images = [m for m in tar if m.isfile() and _is_vmlinuz(m.name)]
