@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -81,6 +82,23 @@ def test_vmdk_content_id_comes_from_the_name(tmp_path: Path) -> None:
         b"\nCID=" + hashlib.sha256(b"vmware-amd64").hexdigest()[:8].encode()
         in (vmdk.read_bytes()[:4096])
     )
+    _qemu_img("check", str(vmdk))
+
+
+def test_a_vmdk_content_id_without_leading_zeros_is_replaced_whole(tmp_path: Path) -> None:
+    vmdk = tmp_path / "disk.vmdk"
+    _qemu_img("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized",
+              str(_raw(tmp_path / "disk.raw")), str(vmdk))  # fmt: skip
+    data = vmdk.read_bytes()
+    start = data.index(b"# Disk DescriptorFile")
+    end = data.index(b"\0", start)
+    text = re.sub(rb"(?m)^CID=\w+$", b"CID=abcdef1", data[start:end])  # as qemu-img prints
+    vmdk.write_bytes(data[:start] + text.ljust(end - start, b"\0") + data[end:])  # CIDs < 2**28
+    vdisk.fix_vmdk(vmdk, "vmware-amd64")
+    fixed = vmdk.read_bytes()
+    assert len(fixed) == len(data)
+    cid = hashlib.sha256(b"vmware-amd64").hexdigest()[:8].encode()
+    assert b"\nCID=" + cid + b"\nparentCID=ffffffff\n" in fixed[start:end]
     _qemu_img("check", str(vmdk))
 
 

@@ -8,6 +8,7 @@ and a name, so the same disk always gives the same file.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -33,20 +34,25 @@ def fix_vhd(path: Path, epoch: int, name: str) -> None:
 
 
 def fix_vmdk(path: Path, name: str) -> None:
-    """Set the content ID (CID) in the embedded descriptor of a VMDK at ``path``."""
+    """Set the content ID (CID) in the embedded descriptor of a VMDK at ``path``.
+
+    qemu-img writes the CID without leading zeros, so the line's length varies: the
+    descriptor text is rewritten whole, padded to its fixed region.
+    """
     with open(path, "r+b") as f:
         header = f.read(512)
         if header[:4] != b"KDMV":
             raise ValueError(f"{path.name} is not a sparse VMDK")
         offset, size = struct.unpack_from("<QQ", header, 28)
         f.seek(offset * 512)
-        descriptor = f.read(size * 512)
-        at = descriptor.find(b"\nCID=")
-        if at < 0:
-            raise ValueError(f"{path.name} has no CID in its descriptor")
+        region = f.read(size * 512)
+        text = region.split(b"\0", 1)[0]
         cid = hashlib.sha256(name.encode()).hexdigest()[:8].encode()
-        f.seek(offset * 512 + at + 5)
-        f.write(cid)
+        fixed, found = re.subn(rb"(?m)^CID=[0-9a-fA-F]+$", b"CID=" + cid, text)
+        if found != 1 or len(fixed) >= len(region):
+            raise ValueError(f"{path.name} has no CID line in its descriptor")
+        f.seek(offset * 512)
+        f.write(fixed.ljust(len(region), b"\0"))
 
 
 def ovf(name: str, disk_file: str, file_size: int, capacity: int) -> str:

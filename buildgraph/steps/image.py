@@ -51,7 +51,7 @@ def _check(params: Mapping[str, Any]) -> None:
         raise ValueError("params.zstd_level must be a zstd level from 1 to 19")
 
 
-@step("image", version=1, tools=("qemu-img", "zstd", "xz", "gzip", "tar"), check=_check)
+@step("image", version=2, tools=("qemu-img", "zstd", "xz", "gzip", "tar"), check=_check)
 def image(ctx: StepContext) -> None:
     """Convert the raw disk of the node's one input, then compress it."""
     (out,) = ctx.outputs
