@@ -24,7 +24,10 @@ OUTPUTS = {
     "initramfs": "initramfs-{arch}.xz",
     "iso": "metal-{arch}.iso",
     "image-repro-raw": "repro-raw-{arch}.raw",
+    "installer-image": "installer-{arch}.tar",
+    "imager-image": "images/imager-{arch}.tar",
 }
+INDEXES = ("installer-base", "installer", "imager")
 # profile -> (diskFormat, outFormat); built for amd64, and repro-raw for arm64 too.
 FORMATS = {
     "repro-raw": ("raw", ""),
@@ -57,11 +60,12 @@ def outs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         root, cache = clone(base / "repo"), base / "cache"
         _add_profiles(root)
         result = build(root, cache, *jobs, "iso", "kernel", "initramfs", *AMD64_IMAGES,
-                       "image-repro-raw:arm64", "PLATFORM=linux/amd64,linux/arm64",
-                       "ZSTD_LEVEL=3")  # fmt: skip
+                       "image-repro-raw:arm64", *INDEXES, "PLATFORM=linux/amd64,linux/arm64",
+                       "ZSTD_LEVEL=3", "USERNAME=me")  # fmt: skip
         # Each build made every node itself: no step output came from the other's cache.
         assert set(result.values()) == {"built"}, result
-        assert len(result) == 9 * len(ARCHES) + 3 * len(FORMATS) + 3
+        images = 1 + 3 * len(ARCHES) + len(INDEXES)  # the installer program, archives, indexes
+        assert len(result) == 9 * len(ARCHES) + 3 * len(FORMATS) + 3 + images
         dirs.append(root / "_out")
     return dirs[0], dirs[1]
 
@@ -101,3 +105,9 @@ def test_independent_readers_accept_every_format(outs: tuple[Path, Path]) -> Non
     _run("zstd", "-tq", str(out / "repro-zst-amd64.raw.zst"))
     _run("xz", "-t", str(out / "repro-xz-amd64.raw.xz"))
     _run("gzip", "-t", str(out / "repro-gz-amd64.raw.gz"))
+
+
+@pytest.mark.parametrize("name", INDEXES)
+def test_container_images_have_the_same_digests(outs: tuple[Path, Path], name: str) -> None:
+    first, second = (out / "images" / f"{name}.index.json" for out in outs)
+    assert first.read_bytes() == second.read_bytes()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from project import doit
-from realgraph import build, built, clone
+from realgraph import build, built, clone, sha256
 from registry_server import free_port, serve_registry
 
 pytestmark = pytest.mark.slow
@@ -184,3 +184,23 @@ def test_iso_from_an_imager_image_takes_its_boot_assets_instead_of_building_them
     missing = doit(root, cache, "iso", amd64, "IMAGER_IMAGE=local/me/nope:v1", json_log=False)
     assert missing.returncode != 0 and missing.stderr.count("buildgraph: error:") == 1
     assert "imager image local/me/nope:v1 has no linux/amd64 image" in missing.stderr
+
+
+def test_the_installer_inside_the_image_writes_the_metal_disk(tree, tmp_path: Path) -> None:
+    root, cache = tree
+    build(root, cache, "disk-metal", "PLATFORM=linux/amd64")
+    _skopeo("copy", "-q", f"oci-archive:{root}/_out/installer-amd64.tar", f"dir:{tmp_path}/dir")
+    unpacked = tmp_path / "root"
+    unpacked.mkdir()
+    manifest = json.loads((tmp_path / "dir" / "manifest.json").read_text())
+    for layer in manifest["layers"]:
+        blob = tmp_path / "dir" / layer["digest"].removeprefix("sha256:")
+        subprocess.run(["tar", "-xf", str(blob), "-C", str(unpacked)], check=True)
+    disk = tmp_path / "disk.raw"
+    done = subprocess.run(
+        ["python3", str(unpacked / "usr/bin/installer"), "--root", str(unpacked),
+         "--arch", "amd64", "--disk", str(disk)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sha256(disk) == sha256(root / "_out/disks/metal-amd64.raw")
