@@ -319,6 +319,8 @@ class Session:
                 log.node(label, node.target, node.arch, key, "failed", time.monotonic() - started)
                 raise
             status = "built"
+            if steps.get(node.step, label).probe_settles:
+                key = self._settle(node, outputs)
         if not self._place(node, outputs):
             raise BuildgraphError(f"{label}: the cache lost an output while placing it; run again")
         result = (key, outputs, int(time.time()))
@@ -330,6 +332,16 @@ class Session:
             self.state.write_journal(label, result, placed)
         log.node(label, node.target, node.arch, key, status, time.monotonic() - started)
         return status
+
+    def _settle(self, node: NodePlan, outputs: Outputs) -> str:
+        """Record a publishing node's result under what its probe answers now that it ran,
+        and only so: the state it found (say, nothing published) must make it run again.
+        Returns that key."""
+        self.probes.pop(node.label, None)
+        components = self.components(node)
+        key = key_of(components)
+        self.store.put_action(key, outputs, components)
+        return key
 
     def _execute(self, node: NodePlan, key: str, components: list[Component]) -> Outputs:
         step = steps.get(node.step, node.label)
@@ -377,7 +389,8 @@ class Session:
                         )
             _check_produced(node, out_dir)
             outputs = {name: self.store.put_file(out_dir / name) for name in node.outputs}
-            self.store.put_action(key, outputs, components)
+            if not step.probe_settles:  # a publish is recorded under the state it leaves
+                self.store.put_action(key, outputs, components)
             return outputs
         finally:
             os.umask(umask)

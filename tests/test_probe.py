@@ -61,3 +61,35 @@ def test_explain_names_the_probed_value_old_and_new(tmp_path: Path) -> None:
     session = Session(root, ["user"], dict(FIXED), environ={}, cache_dir=cache)
     lines = list(explain(session))
     assert "  external input of step test-probed: sha256:aaa -> sha256:bbb" in lines
+
+
+def _published(probe: Probe) -> str:
+    path = Path(probe.params["external"])
+    return path.read_text() if path.exists() else "none"
+
+
+@step("test-publish", version=1, probe=_published, probe_settles=True)
+def _publish(ctx: StepContext) -> None:
+    """Publishes its text where its probe looks, as oci-publish does to a registry."""
+    Path(ctx.params["external"]).write_text(ctx.params["text"])
+    ctx.output(ctx.outputs[0]).write_text(ctx.params["text"])
+
+
+def test_a_publishing_step_is_cached_once_it_has_published(tmp_path: Path) -> None:
+    external = tmp_path / "registry"
+    specs = f"""
+    targets:
+      publish:
+        step: test-publish
+        params: {{external: "{external}", text: "v1"}}
+        outputs: [published.txt]
+    """
+    root, cache = make_project(tmp_path / "repo", specs), tmp_path / "cache"
+    assert build(root, cache, ["publish"]) == {"publish": "built"}
+    # The probe now answers "v1", not the "none" the node was keyed with: still cached.
+    assert build(root, cache, ["publish"]) == {"publish": "cached"}
+    external.write_text("moved by someone else")
+    assert build(root, cache, ["publish"]) == {"publish": "built"}
+    assert external.read_text() == "v1"
+    external.unlink()
+    assert build(root, cache, ["publish"]) == {"publish": "built"}

@@ -47,6 +47,11 @@ class Step:
     probe: Callable[[Probe], str] | None = None
     """Reads state outside the repo that the step's output depends on (a registry tag, a
     store entry) and returns it as a string; run at every plan, the string enters the key."""
+    probe_settles: bool = False
+    """The step itself brings what its probe watches where it wants it (it publishes):
+    its result is recorded under the probe's answer after it ran, not before, so the next
+    plan finds it cached, and a state like the one it found (nothing published) makes it
+    run again."""
 
 
 REGISTRY: dict[str, Step] = {}
@@ -58,12 +63,13 @@ def step(
     tools: Sequence[str] = (),
     check: Callable[[Mapping[str, Any]], None] | None = None,
     probe: Callable[[Probe], str] | None = None,
+    probe_settles: bool = False,
 ) -> Callable[[Callable[[StepContext], None]], Callable[[StepContext], None]]:
     """Register a step function. Bump ``version`` whenever its output may change."""
 
     def register(run: Callable[[StepContext], None]) -> Callable[[StepContext], None]:
         doc = (run.__doc__ or "").strip()
-        REGISTRY[name] = Step(name, version, run, tuple(tools), check, doc, probe)
+        REGISTRY[name] = Step(name, version, run, tuple(tools), check, doc, probe, probe_settles)
         return run
 
     return register

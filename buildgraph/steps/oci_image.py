@@ -12,7 +12,8 @@ uncompressed and every date is params.epoch, so equal inputs give equal digests.
 ``oci-publish`` gathers the per-arch archives of one image into a multi-arch index, names
 it ``<name>:<tag>`` in the embedded store, and pushes it when params.push is true. Its
 probe reports what the store (and the registry, when pushing) hold under that name, so a
-wiped store or a registry whose tag moved makes it run again.
+wiped store or a registry whose tag moved makes it run again; the probe settles (see
+steps.Step.probe_settles), so a publish is not repeated once it is done.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def _probe_publish(probe: Probe) -> str:
     return state
 
 
-@step("oci-publish", version=1, check=_check_publish, probe=_probe_publish)
+@step("oci-publish", version=1, check=_check_publish, probe=_probe_publish, probe_settles=True)
 def oci_publish(ctx: StepContext) -> None:
     """Index the per-arch archives of params.image, store the index, push it if asked."""
     from ..oci.layout import Layout, canonical_json
