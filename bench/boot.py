@@ -64,7 +64,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from checkout import copy_checkout
-from common import WORK, doit_path, exclusive, host, revision, say, write_section
+from common import (
+    CLEAN_ENV,
+    WORK,
+    doit_path,
+    exclusive,
+    host,
+    revision,
+    say,
+    sh,
+    write_section,
+)
 
 BOOT = WORK / "boot"
 CLONE = BOOT / "clone"
@@ -76,12 +86,11 @@ def markers(go_cache: str) -> tuple[str, str]:
 VARS = {"TAG": "v1.0.0", "SOURCE_DATE_EPOCH": "1700000000", "GOAMD64": "v2"}
 """Fixed for both peers: the clone has no git history to take TAG and the epoch from."""
 NODES = ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs",
-         "cmdline", "iso")  # fmt: skip
+         "cmdline-metal", "iso")  # fmt: skip
 """The targets ``iso`` needs, in the order the raw peer runs them (a topological one)."""
 PACKAGES = ("pkg-kernel", "pkg-base", "pkg-grub")
 COLD_GOAL = 0.05
 NOOP_GOAL_SECONDS = 0.3
-CLEAN_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 
 # -- buildgraph ----------------------------------------------------------------------
 
@@ -96,22 +105,30 @@ class DoitRun:
         return {label for label, (status, _) in self.nodes.items() if status == "built"}
 
 
-def doit_env(cache: Path) -> dict[str, str]:
+def doit_env(cache: Path, clone: Path = CLONE) -> dict[str, str]:
     return {
         **CLEAN_ENV,
         "HOME": str(BOOT / "home"),
-        "PYTHONPATH": str(CLONE),
+        "PYTHONPATH": str(clone),
         "BUILDGRAPH_CACHE": str(cache),
         "BUILDGRAPH_LOG": "json",
         **VARS,
     }
 
 
-def doit(cache: Path, platforms: str, *variables: str) -> DoitRun:
-    """``doit iso PLATFORM=<platforms>`` in the clone, timed by wall clock."""
-    argv = [doit_path(), "iso", f"PLATFORM={platforms}", *variables]
+def doit(
+    cache: Path,
+    platforms: str,
+    *variables: str,
+    targets: Sequence[str] = ("iso",),
+    clone: Path = CLONE,
+) -> DoitRun:
+    """``doit <targets> PLATFORM=<platforms>`` in the clone, timed by wall clock."""
+    argv = [doit_path(), *targets, f"PLATFORM={platforms}", *variables]
     started = time.perf_counter()
-    done = subprocess.run(argv, cwd=CLONE, env=doit_env(cache), capture_output=True, text=True)
+    done = subprocess.run(
+        argv, cwd=clone, env=doit_env(cache, clone), capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{shlex.join(argv[1:])} failed:\n{done.stdout}{done.stderr[-3000:]}")
@@ -124,40 +141,45 @@ def doit(cache: Path, platforms: str, *variables: str) -> DoitRun:
     return DoitRun(wall, nodes)
 
 
-def clone_checkout() -> None:
+def clone_checkout(clone: Path = CLONE) -> None:
     """The checkout's files, tracked and new (not ignored), as the boot tests build."""
-    shutil.rmtree(CLONE, ignore_errors=True)
-    copy_checkout(CLONE)
+    shutil.rmtree(clone, ignore_errors=True)
+    copy_checkout(clone)
     probe = subprocess.run(
         [sys.executable, "-c", "import buildgraph; print(buildgraph.__file__)"],
-        cwd=BOOT, env=doit_env(SEED), capture_output=True, text=True, check=True,
+        cwd=clone.parent, env=doit_env(SEED, clone), capture_output=True, text=True, check=True,
     )  # fmt: skip
-    if Path(probe.stdout.strip()).parent != CLONE / "buildgraph":
+    if Path(probe.stdout.strip()).parent != clone / "buildgraph":
         raise SystemExit(f"doit would import {probe.stdout.strip()}, not the clone's buildgraph")
-    sys.path.insert(0, str(CLONE))  # this script's own imports of buildgraph, from now on
+    sys.path.insert(0, str(clone))  # this script's own imports of buildgraph, from now on
 
 
-def fresh_cache(path: Path, go_cache: str) -> None:
+def fresh_cache(path: Path, go_cache: str, clone: Path = CLONE) -> None:
     """An empty cache but for ``steps/``, a copy of the seed's (without Go's build cache
     when ``go_cache`` is cold); no ``_out/`` in the clone."""
     shutil.rmtree(path, ignore_errors=True)
     skip = shutil.ignore_patterns("go-build") if go_cache == "cold" else None
     shutil.copytree(SEED / "steps", path / "steps", symlinks=True, ignore=skip)
-    shutil.rmtree(CLONE / "_out", ignore_errors=True)
+    shutil.rmtree(clone / "_out", ignore_errors=True)
 
 
 # -- the raw peer --------------------------------------------------------------------
 
 
-def plan(arch: str) -> dict[str, Any]:
+def plan(
+    arch: str,
+    goal: Sequence[str] = ("iso",),
+    expected: Sequence[str] = NODES,
+    clone: Path = CLONE,
+) -> dict[str, Any]:
     """target -> its node for ``arch`` (params resolved, outputs named), as doit's run
     compiles them: the clone's engine, the same goal and variables."""
     from buildgraph.session import Session
 
-    session = Session(CLONE, ["iso"], {**VARS, "PLATFORM": f"linux/{arch}"}, {}, SEED)
+    session = Session(clone, list(goal), {**VARS, "PLATFORM": f"linux/{arch}"}, {}, SEED)
     nodes = {node.target: node for node in session.nodes}
-    if set(nodes) != set(NODES):
-        raise SystemExit(f"iso needs {sorted(nodes)} now; NODES lists {sorted(NODES)}")
+    if set(nodes) != set(expected):
+        raise SystemExit(f"{' '.join(goal)} needs {sorted(nodes)} now, not {sorted(expected)}")
     return nodes
 
 
@@ -175,16 +197,10 @@ class Known:
     def from_outputs(cls, outputs: dict[str, str]) -> Known:
         initramfs = shlex.quote(str(CLONE / "_out" / outputs["initramfs"]))
         unpack = f"xz -dc {initramfs} | cpio -i"
-        listing = _sh(f"{unpack} -t --quiet").split()
-        load_list = _sh(f"{unpack} --to-stdout --quiet lib/modules/load.list")
+        listing = sh(f"{unpack} -t --quiet").split()
+        load_list = sh(f"{unpack} --to-stdout --quiet lib/modules/load.list")
         modules = [name for name in listing if name.endswith(".ko")]
-        return cls(modules, load_list, (CLONE / "_out" / outputs["cmdline"]).read_text())
-
-
-def _sh(script: str) -> str:
-    return subprocess.run(
-        ["sh", "-euc", script], capture_output=True, text=True, check=True, env=CLEAN_ENV
-    ).stdout
+        return cls(modules, load_list, (CLONE / "_out" / outputs["cmdline-metal"]).read_text())
 
 
 class Raw:
@@ -270,16 +286,18 @@ class Raw:
             f" cpio -o -H newc -R 0:0 --reproducible --quiet) > {cpio}\n"
             f"xz --check=crc32 --threads=1 -6 -f {cpio}\nmv {cpio}.xz {out['initramfs']}\nrm -rf W"
         )
-        scripts["cmdline"] = f"printf %s {q(cmdline)} > {out['cmdline']}"
+        scripts["cmdline-metal"] = f"printf %s {q(cmdline)} > {out['cmdline-metal']}"
         scripts["iso"] = self._iso(cmdline)
         return scripts
 
     def _iso(self, cmdline: str) -> str:
+        from buildgraph.steps import grub
         from buildgraph.steps import iso as step
 
         out, q, params = self.out, shlex.quote, self.params["iso"]
         epoch = int(params["epoch"])
         platforms = params["firmware"]
+        early = grub.early_config(f"--file /{step.MARKER}", "/boot/grub")
         lines = [
             f"export SOURCE_DATE_EPOCH={epoch}",
             f"rm -rf W {out['iso']} && mkdir -p W/grub W/iso/boot/grub",
@@ -287,27 +305,27 @@ class Raw:
             f"cp {out['kernel']} W/iso/boot/vmlinuz",
             f"cp {out['initramfs']} W/iso/boot/initramfs.xz",
             f"printf '%s\\n' {q(params['volume'])} > W/iso/{step.MARKER}",
-            f"printf %s {q(step.grub_cfg(cmdline))} > W/iso/boot/grub/grub.cfg",
-            f"printf %s {q(step.EARLY_CONFIG)} > W/early.cfg",
+            f"printf %s {q(grub.grub_cfg(cmdline))} > W/iso/boot/grub/grub.cfg",
+            f"printf %s {q(early)} > W/early.cfg",
         ]
 
         def mkimage(platform: str, fmt: str, output: str) -> str:
-            modules = " ".join([*step.COMMON_MODULES, *step.MODULES[platform]])
+            modules = " ".join([*grub.COMMON_MODULES, *step.MODULES[platform]])
             return (f"grub-mkimage -O {fmt} -d W/grub/usr/lib/grub/{platform} -p /boot/grub"
                     f" -c W/early.cfg -o {output} {modules}")  # fmt: skip
 
         date = time.strftime("%Y%m%d%H%M%S00", time.gmtime(epoch))
         xorriso = (f"xorriso -as mkisofs -o {out['iso']} -r -J -V {q(params['volume'])}"
                    f" --modification-date={date} -c boot/boot.cat")  # fmt: skip
-        bios = step.BIOS
+        bios = grub.BIOS
         if bios in platforms:
             lines.append(mkimage(bios, "i386-pc-eltorito", "W/iso/boot/grub/bios.img"))
             xorriso += (" -b boot/grub/bios.img -no-emul-boot -boot-load-size 4"
                         " -boot-info-table --grub2-boot-info"
                         f" --grub2-mbr W/grub/usr/lib/grub/{bios}/boot_hybrid.img")  # fmt: skip
-        efi = [p for p in platforms if p in step.EFI_LOADER]
+        efi = [p for p in platforms if p in grub.EFI_LOADER]
         if efi:
-            loaders = [f"W/{step.EFI_LOADER[p]}" for p in efi]
+            loaders = [f"W/{grub.EFI_LOADER[p]}" for p in efi]
             lines += [mkimage(p, p, loader) for p, loader in zip(efi, loaders, strict=True)]
             lines += [
                 f"size=$(( $(cat {' '.join(loaders)} | wc -c) / 1024 + 512 ))",
@@ -452,10 +470,10 @@ def measure(raw: Raw, rounds: int, repeat: int, go_cache: str) -> Result:
         say(f"  {arch} no-op           {run.wall:8.3f}s")
     for n in range(1, repeat + 1):
         run = doit(cache, f"linux/{arch}", f"IMAGER_ARGS=--extra-kernel-arg=x={n}")
-        if run.built() != {f"cmdline:{arch}", f"iso:{arch}"}:
+        if run.built() != {f"cmdline-metal:{arch}", f"iso:{arch}"}:
             raise SystemExit(f"one change built {sorted(run.built())}, not cmdline and iso")
-        changed = (CLONE / "_out" / raw.out["cmdline"]).read_text()
-        seconds = run_raw(raw_out, raw.scripts(gocache, changed), ("cmdline", "iso"))
+        changed = (CLONE / "_out" / raw.out["cmdline-metal"]).read_text()
+        seconds = run_raw(raw_out, raw.scripts(gocache, changed), ("cmdline-metal", "iso"))
         result.changes.append(run.wall)
         result.raw_changes.append(sum(seconds.values()))
         say(f"  {arch} one change      {run.wall:8.3f}s, raw {result.raw_changes[-1]:.3f}s")
@@ -466,8 +484,8 @@ def measure(raw: Raw, rounds: int, repeat: int, go_cache: str) -> Result:
 
 
 def tool_versions() -> str:
-    go = _sh("go version").split()[2].removeprefix("go")
-    doit_version = _sh(f"{shlex.quote(doit_path())} --version").split()[0]
+    go = sh("go version").split()[2].removeprefix("go")
+    doit_version = sh(f"{shlex.quote(doit_path())} --version").split()[0]
     return f"doit {doit_version}, Go {go}"
 
 

@@ -18,6 +18,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 REPORT = REPO / "BENCHMARKS.md"
 WORK = BENCH / "_work"
+CLEAN_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+"""The environment the benchmarks run tools in, as steps run theirs."""
 
 
 @contextmanager
@@ -34,6 +36,13 @@ def exclusive() -> Iterator[None]:
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def sh(script: str) -> str:
+    """Run ``script`` with ``sh -eu`` in CLEAN_ENV; its stdout."""
+    return subprocess.run(
+        ["sh", "-euc", script], capture_output=True, text=True, check=True, env=CLEAN_ENV
+    ).stdout
 
 
 def doit_path() -> str:
