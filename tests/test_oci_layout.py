@@ -547,3 +547,12 @@ def test_put_arch_keeps_the_arch_of_a_ref_that_names_one_manifest(tmp_path):
     layout.put_arch("r", "arm64", Image([arm]))
     assert layout.architectures("r") == ["linux/amd64", "linux/arm64"]
     assert layout.resolve("r", "amd64")[0] == digest
+
+
+def test_plain_http_elsewhere_only_for_registries_the_user_names(monkeypatch):
+    monkeypatch.setenv("BUILDGRAPH_INSECURE_REGISTRIES", "registry.lan:5000, 192.0.2.2")
+    assert parse("registry.lan:5000/a").plain_http
+    assert parse("192.0.2.2:5000/a").plain_http  # a bare host allows each of its ports
+    assert not parse("registry.lan:5001/a").plain_http
+    assert not parse("ghcr.io/a").plain_http
+    assert not parse("local/pkgs/kernel").plain_http

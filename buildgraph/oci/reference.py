@@ -3,18 +3,20 @@
 Package pins, ``PKGS_PREFIX`` and pushed image names are all references; one parser gives
 them one meaning. The first path component ``local`` names the embedded OCI store instead
 of a registry. A reference also says whether its registry may be spoken to over plain HTTP:
-only loopback hosts may.
+only loopback hosts may, and hosts the user names in ``BUILDGRAPH_INSECURE_REGISTRIES``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 
 LOCAL = "local"
 """The registry name of the embedded store (``local/pkgs/kernel:latest``)."""
 DOCKER_HUB = "docker.io"
+INSECURE_ENV = "BUILDGRAPH_INSECURE_REGISTRIES"
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -59,8 +61,13 @@ class Reference:
 
     @property
     def plain_http(self) -> bool:
-        """True only for loopback registries: every other registry is spoken to over HTTPS."""
-        return not self.is_local and is_loopback(self.host)
+        """True for loopback registries and those the user allows by name in
+        ``BUILDGRAPH_INSECURE_REGISTRIES`` (comma-separated host[:port]); every other
+        registry is spoken to over HTTPS only."""
+        if self.is_local:
+            return False
+        allowed = os.environ.get(INSECURE_ENV, "").replace(" ", "").split(",")
+        return is_loopback(self.host) or self.registry in allowed or self.host in allowed
 
     @property
     def reference(self) -> str:
