@@ -17,11 +17,12 @@ Set-up, not timed:
 * the variables that would come from git or the host are fixed (``boot.VARS``);
   ``PLATFORM=linux/amd64``.
 
-Each of ``--repeat`` rounds, alternating which peer goes first:
+``--repeat`` cold runs of each peer, alternating, raw first; before each, the same set-up:
 
-* a fresh cache, ``_work/disk/cache``, with a copy of the seed's ``steps/``, and no ``_out/``;
-  then, untimed, ``doit iso cmdline-aws``: the kernel, initramfs, GRUB package and both
-  command lines the disks read are built, cached and in ``_out/``;
+* a fresh cache, ``_work/disk/cache``, with a copy of the seed's ``steps/``, and no ``_out/``
+  nor any earlier run's disks; then, untimed, ``doit iso cmdline-aws``: the kernel,
+  initramfs, GRUB package and both command lines the disks read are built, cached and in
+  ``_out/``;
 * buildgraph: ``doit image-metal image-aws``, timed by wall clock, which must build exactly
   ``disk-metal``, ``image-metal``, ``disk-aws`` and ``image-aws``; each node's own seconds
   come from its JSON ``node`` event;
@@ -31,21 +32,23 @@ Each of ``--repeat`` rounds, alternating which peer goes first:
   filesystem placed with ``dd conv=sparse,notrunc``; GRUB's BIOS boot code and core.img
   put in place with dd, as grub-bios-setup would; then ``zstd -T0 -<ZSTD_LEVEL>``. Same
   flags, same environment (``SOURCE_DATE_EPOCH``, ``E2FSPROGS_FAKE_TIME``) as the steps;
-* no-op: ``doit image-metal image-aws`` again, which must build nothing; the raw peer's
-  no-op is nothing at all (0 s).
+* no-op, after each buildgraph run: ``doit image-metal image-aws`` again, which must build
+  nothing; the raw peer's no-op is nothing at all (0 s).
 
 Each cold run's user and system CPU (of the doit process or the scripts, and of all they
-ran) is recorded too: the first read of a new 8 GiB sparse disk makes the kernel fill the
-page cache with zeroed pages for its holes, which costs system time that varied from about
-1 s to over 10 s from one read to the next on the 2-core VM this was written on, and lands
-in whichever node reads the disk first (the engine's digest of the output, or zstd in the
-raw script). User CPU is the steadier comparison.
+ran) is recorded too: reading the holes of a new sparse file makes the kernel fill the page
+cache with zeroed pages, and that system time varied from about 1 s to over 10 s for the
+same 8 GiB from one read to the next on the 2-core VM this was written on. zstd reads every
+byte of each disk in both peers; the raw script's ``dd`` also reads the holes of the
+filesystem images (1.1 GiB a disk), which the engine's copy skips (SEEK_DATA), as its
+digest does since f60ee40. User CPU is the steadier comparison.
 
-After the last round: the bytes allocated (``st_blocks`` x 512) and apparent (``st_size``)
-of each output, of the cache and of ``_out/``; whether both peers made the same bytes; and,
-untimed, how long the engine's file digest (what ``Store.put_file`` runs on each output)
-takes over each raw disk: on a fresh sparse copy, whose holes are not in the page cache yet
-(as a step's new output is), and over the same copy again.
+After the last run (a buildgraph one), the raw scripts run again beside it, untimed; then:
+the bytes allocated (``st_blocks`` x 512) and apparent (``st_size``) of each output, of the
+cache and of ``_out/``; whether both peers made the same bytes; and, untimed, how long the
+engine's file digest (what ``Store.put_file`` runs on each output) takes over each raw disk:
+on a fresh sparse copy, whose holes are not in the page cache yet (as a step's new output
+is), and over the same copy again.
 
 Usage::
 
@@ -289,14 +292,14 @@ class Digest:
 class Result:
     walls: list[float] = field(default_factory=list)
     steps: list[dict[str, float]] = field(default_factory=list)
-    """Per round, target -> the node's seconds."""
+    """Per cold run, target -> the node's seconds."""
     raws: list[dict[str, float]] = field(default_factory=list)
-    """Per round, target -> its raw script's seconds."""
+    """Per cold run, target -> its raw script's seconds."""
     noops: list[float] = field(default_factory=list)
     cpu: dict[str, list[tuple[float, float]]] = field(
         default_factory=lambda: {"buildgraph": [], "raw": []}
     )
-    """Peer -> per round, (user, system) CPU seconds of the cold run and all it started."""
+    """Peer -> per cold run, (user, system) CPU seconds of it and all it started."""
     same: list[str] = field(default_factory=list)
     """Outputs whose bytes are the same in both peers."""
     digests: dict[str, Digest] = field(default_factory=dict)
@@ -332,7 +335,8 @@ class Result:
         return statistics.median(round_[target] for round_ in self.raws)
 
     def profile(self, rounds: list[dict[str, float]], profile: str) -> float:
-        """Median over ``rounds`` of the seconds of a profile's disk and image nodes."""
+        """Median over ``rounds`` (cold runs) of the seconds of a profile's disk and image
+        nodes."""
         return statistics.median(
             round_[f"disk-{profile}"] + round_[f"image-{profile}"] for round_ in rounds
         )
@@ -379,47 +383,55 @@ def children_cpu(since: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]
     return used.ru_utime - since[0], used.ru_stime - since[1]
 
 
+def set_up(expected: set[str]) -> None:
+    """The same state before every timed run: a fresh cache, then the upstream assets built
+    into it and placed in ``_out/``; no disk of an earlier run left anywhere. (Every run
+    gets one: when the two peers shared one, whichever went second was 3-21 s faster, in
+    each of nine rounds, whichever peer it was.)"""
+    fresh_cache(CACHE, "warm", CLONE)
+    shutil.rmtree(RAW_OUT, ignore_errors=True)
+    RAW_OUT.mkdir()
+    built = doit(CACHE, PLATFORM, targets=PREBUILD, clone=CLONE).built()
+    if built & expected:
+        raise SystemExit(f"the untimed build of {PREBUILD} built {sorted(built & expected)}")
+
+
 def measure(repeat: int) -> Result:
     result = Result()
     expected = {f"{target}:{ARCH}" for target in NODES}
     raw = None
-    for round_ in range(repeat):
-        fresh_cache(CACHE, "warm", CLONE)
-        shutil.rmtree(RAW_OUT, ignore_errors=True)
-        RAW_OUT.mkdir()
-        built = doit(CACHE, PLATFORM, targets=PREBUILD, clone=CLONE).built()
-        if built & expected:
-            raise SystemExit(f"the untimed build of {PREBUILD} built {sorted(built & expected)}")
+    for run_ in range(2 * repeat):
+        set_up(expected)
         raw = raw or Raw()
-        before = usage(CACHE)
-        for peer in ("raw", "buildgraph") if round_ % 2 == 0 else ("buildgraph", "raw"):
-            cpu = children_cpu()
-            if peer == "raw":
-                result.raws.append(run_raw(RAW_OUT, raw.scripts(), NODES))
-                user, system = children_cpu(cpu)
-                result.cpu[peer].append((user, system))
-                say(f"  cold raw        {sum(result.raws[-1].values()):8.2f}s, "
-                    f"CPU {user:.2f}s user, {system:.2f}s system")  # fmt: skip
-                continue
-            run = doit(CACHE, PLATFORM, targets=GOAL, clone=CLONE)
+        cpu = children_cpu()
+        if run_ % 2 == 0:
+            result.raws.append(run_raw(RAW_OUT, raw.scripts(), NODES))
             user, system = children_cpu(cpu)
-            result.cpu[peer].append((user, system))
-            if run.built() != expected:
-                raise SystemExit(f"a cold build built {sorted(run.built())}, not {expected}")
-            after = usage(CACHE)
-            result.walls.append(run.wall)
-            result.steps.append(
-                {label.split(":")[0]: s for label, (_, s) in run.nodes.items() if label in expected}
-            )
-            nodes = sum(result.steps[-1].values())
-            say(f"  cold buildgraph {run.wall:8.2f}s, nodes {nodes:.2f}s, "
+            result.cpu["raw"].append((user, system))
+            say(f"  cold raw        {sum(result.raws[-1].values()):8.2f}s, "
                 f"CPU {user:.2f}s user, {system:.2f}s system")  # fmt: skip
+            continue
+        before = usage(CACHE)
+        run = doit(CACHE, PLATFORM, targets=GOAL, clone=CLONE)
+        user, system = children_cpu(cpu)
+        result.cpu["buildgraph"].append((user, system))
+        if run.built() != expected:
+            raise SystemExit(f"a cold build built {sorted(run.built())}, not {expected}")
+        after = usage(CACHE)
+        result.walls.append(run.wall)
+        result.steps.append(
+            {label.split(":")[0]: s for label, (_, s) in run.nodes.items() if label in expected}
+        )
+        nodes = sum(result.steps[-1].values())
+        say(f"  cold buildgraph {run.wall:8.2f}s, nodes {nodes:.2f}s, "
+            f"CPU {user:.2f}s user, {system:.2f}s system")  # fmt: skip
         run = doit(CACHE, PLATFORM, targets=GOAL, clone=CLONE)
         if run.built():
             raise SystemExit(f"a no-op built {sorted(run.built())}")
         result.noops.append(run.wall)
         say(f"  no-op           {run.wall:8.3f}s")
     assert raw is not None
+    run_raw(RAW_OUT, raw.scripts(), NODES)  # untimed, beside the last cold build: to compare
     result.same = compare(raw)
     out = CLONE / "_out"
     result.space = Space(
@@ -477,8 +489,8 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
     raws = [sum(round_.values()) for round_ in r.raws]
     walls = {"buildgraph": r.walls, "raw": raws}
     cpu = [
-        "| peer | cold wall (s) | user CPU (s) | system CPU (s) | rounds, wall (s) "
-        "| rounds, system CPU (s) |",
+        "| peer | cold wall (s) | user CPU (s) | system CPU (s) | runs, wall (s) "
+        "| runs, system CPU (s) |",
         "|---|---:|---:|---:|---:|---:|",
         *(f"| {label} | {statistics.median(walls[peer]):.2f} | {r.cpu_median(peer, 0):.2f} "
           f"| {r.cpu_median(peer, 1):.2f} | {min(walls[peer]):.2f}-{max(walls[peer]):.2f} "
@@ -511,7 +523,7 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
     differ = [t for t in NODES if t not in r.same]
     verdicts = [
         f"- cold: `doit image-metal image-aws` {r.wall:.2f} s against the raw tools' "
-        f"{r.raw:.2f} s, {over:+.1%}. Rounds: buildgraph {min(r.walls):.2f}-{max(r.walls):.2f} s,"
+        f"{r.raw:.2f} s, {over:+.1%}. Runs: buildgraph {min(r.walls):.2f}-{max(r.walls):.2f} s,"
         f" raw tools {min(raws):.2f}-{max(raws):.2f} s. Time outside any node (start-up, "
         f"planning, doit): {r.outside:.2f} s, {own:.1%} of the wall; the rest of the gap is "
         f"in the nodes, {r.step_sum - r.raw:+.2f} s against the raw scripts.",
@@ -522,7 +534,7 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
         "- hashing the outputs into the cache: the engine's file digest (xxh3-128 over every "
         "byte, holes hashed as zeros without being read, as `Store.put_file` runs it on each "
         "output), timed alone "
-        f"after the rounds, medians of {repeat}: "
+        f"after the cold runs, medians of {repeat}: "
         + ", ".join(f"`{name}` {d.fresh:.2f} s ({d.fresh_sys:.2f} s of it system CPU) on a "
                     "fresh sparse copy (its holes not in the page cache yet, as a new "
                     f"output's), {d.again:.2f} s ({d.again_sys:.2f} s) read again"
@@ -531,7 +543,7 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
         "- per profile, its disk and image nodes together: "
         + ", ".join(f"{p} {r.profile(r.steps, p):.2f} s against the raw scripts' "
                     f"{r.profile(r.raws, p):.2f} s" for p in PROFILES)
-        + " (medians of the rounds' sums).",
+        + " (medians of the runs' sums).",
         f"- no-op: median {noop:.3f} s, min {min(r.noops):.3f} s, against the raw script's "
         "0 s: its no-op is not running it.",
         f"- disk space: `disks/aws-amd64.raw` is {size(aws_disk.apparent)} apparent and "
@@ -554,17 +566,20 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
         "",
         f"Machine: {where}.",
         "",
-        f"{repeat} round{'s' if repeat > 1 else ''}, medians, `PLATFORM=linux/amd64`. "
-        "Before each round, untimed: a fresh cache (the seed's `steps/`: package images, the Go"
-        " build cache) and `doit iso cmdline-aws`, so the kernel, initramfs, GRUB package and "
+        f"{repeat} cold run{'s' if repeat > 1 else ''} of each peer, alternating, raw first, "
+        "medians, `PLATFORM=linux/amd64`. Before every cold run, the same untimed set-up: a "
+        "fresh cache (the seed's `steps/`: package images, the Go build cache), no disk of an "
+        "earlier run, and `doit iso cmdline-aws`, so the kernel, initramfs, GRUB package and "
         "both command lines are cached and in `_out/`. Cold: `doit image-metal image-aws` "
-        "(builds disk-metal, image-metal, disk-aws, image-aws) against one `sh` script per node"
-        " running the same tools on the same inputs from `_out/`, alternating which goes first."
-        " A node's buildgraph seconds include its own engine work (scratch directory, inputs "
-        "linked in, outputs hashed into the cache, links into `_out/`); a raw script's, its "
-        "`sh`. Over raw = (doit wall - raw tools) / raw tools; engine's own share = (doit wall "
-        "- its nodes) / doit wall. No-op: the same doit again, once per round. Disk space: "
-        "after the last round; allocated = `st_blocks` x 512, apparent = `st_size`.",
+        "(builds disk-metal, image-metal, disk-aws, image-aws) against one `sh` script per "
+        "node running the same tools on the same inputs from `_out/`. A node's buildgraph "
+        "seconds include its own engine work (scratch directory, inputs linked in, outputs "
+        "hashed into the cache, links into `_out/`); a raw script's, its `sh`. Over raw = "
+        "(doit wall - raw tools) / raw tools; engine's own share = (doit wall - its nodes) / "
+        "doit wall. CPU: of the doit process or the scripts, and of everything they ran. "
+        "No-op: the same doit again, after each cold one. Disk space: after the last cold "
+        "build, beside an untimed run of the raw scripts; allocated = `st_blocks` x 512, "
+        "apparent = `st_size`.",
         "",
         *rows,
         "",
@@ -582,7 +597,7 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--repeat", type=int, default=3, help="rounds: cold builds and no-ops")
+    parser.add_argument("--repeat", type=int, default=3, help="cold runs of each peer, and no-ops")
     parser.add_argument("--write", action="store_true", help="put the results in BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.repeat < 1:
