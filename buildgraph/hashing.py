@@ -13,6 +13,8 @@ from collections.abc import Iterable
 
 import xxhash
 
+from .formats.sparse import extents
+
 RACY_SECONDS = 2.0
 """Files younger than this when first seen are re-hashed next time: coarse clocks."""
 
@@ -35,35 +37,20 @@ def digest_file(path: str | os.PathLike[str]) -> str:
     and xxh3 over zeros from memory, not 8 GiB of reads."""
     hasher = xxhash.xxh3_128()
     with open(path, "rb", buffering=0) as handle:
-        fd = handle.fileno()
-        size = os.fstat(fd).st_size
+        size = os.fstat(handle.fileno()).st_size
         offset = 0
-        while offset < size:
-            data = _next_data(fd, offset, size)
-            _update_zeros(hasher, data - offset)
-            end = _next_hole(fd, data, size)
-            handle.seek(data)
-            while data < end:
-                chunk = handle.read(min(CHUNK, end - data))
+        for start, length in extents(handle.fileno(), size):
+            _update_zeros(hasher, start - offset)
+            handle.seek(start)
+            offset = start
+            while offset < start + length:
+                chunk = handle.read(min(CHUNK, start + length - offset))
                 if not chunk:  # the file shrank under us: hash what is there
                     return hasher.hexdigest()
                 hasher.update(chunk)
-                data += len(chunk)
-            offset = end
+                offset += len(chunk)
+        _update_zeros(hasher, size - offset)
     return hasher.hexdigest()
-
-
-def _next_data(fd: int, offset: int, size: int) -> int:
-    try:
-        return os.lseek(fd, offset, os.SEEK_DATA)
-    except OSError:  # ENXIO: a hole up to the end
-        return size
-
-
-def _next_hole(fd: int, offset: int, size: int) -> int:
-    if offset >= size:
-        return size
-    return min(os.lseek(fd, offset, os.SEEK_HOLE), size)
 
 
 def _update_zeros(hasher: xxhash.xxh3_128, count: int) -> None:
