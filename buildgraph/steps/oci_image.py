@@ -67,7 +67,7 @@ def oci_image(ctx: StepContext) -> None:
     config: dict[str, Any] = {}
     if params.get("base"):
         base = open_archive(ctx.input(params["base"]), work / "base")
-        _digest, manifest = _only_image(base, params["base"])
+        _entry, manifest = _only_image(base, params["base"])
         layers += [base.blob_path(layer["digest"]) for layer in manifest["layers"]]
         config = dict(base.read_json(manifest["config"]["digest"]).get("config") or {})
     for number, layer in enumerate(params.get("layers", [])):
@@ -139,13 +139,12 @@ def write_archive(layout, out: Path, epoch: int) -> None:
     tar_from_directory(layout.path, out, epoch)
 
 
-def _only_image(layout, what: str) -> tuple[str, dict[str, Any]]:
-    """(digest, manifest) of the one image an archive holds."""
+def _only_image(layout, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(index.json entry, manifest) of the one image an archive holds."""
     entries = json.loads((layout.path / "index.json").read_bytes())["manifests"]
     if len(entries) != 1:
         raise BuildgraphError(f"the OCI archive of {what} holds {len(entries)} images, not one")
-    digest = entries[0]["digest"]
-    return digest, layout.read_json(digest)
+    return entries[0], layout.read_json(entries[0]["digest"])
 
 
 def _check_publish(params: Mapping[str, Any]) -> None:
@@ -191,7 +190,7 @@ def _probe_publish(probe: Probe) -> str:
 @step("oci-publish", version=1, check=_check_publish, probe=_probe_publish, probe_settles=True)
 def oci_publish(ctx: StepContext) -> None:
     """Index the per-arch archives of params.image, store the index, push it if asked."""
-    from ..oci.layout import Layout, canonical_json
+    from ..oci.layout import Layout
     from ..oci.push import push
 
     assert ctx.cache_dir is not None
@@ -203,13 +202,11 @@ def oci_publish(ctx: StepContext) -> None:
             continue
         (archive_path,) = outputs.values()
         archive = open_archive(archive_path, work / label.replace(":", "-"))
-        digest, manifest = _only_image(archive, label)
-        for blob in (manifest["config"], *manifest["layers"]):
+        entry, manifest = _only_image(archive, label)
+        for blob in (manifest["config"], *manifest["layers"], entry):
             store.put_blob_file(archive.blob_path(blob["digest"]), blob["mediaType"])
-        store.put_blob_file(archive.blob_path(digest), manifest["mediaType"])
-        (entry,) = json.loads((archive.path / "index.json").read_bytes())["manifests"]
         entries.append({k: v for k, v in entry.items() if k != "annotations"})
     top = store.write_index(_name(ctx.params), entries)
-    ctx.output(ctx.outputs[0]).write_bytes(canonical_json(store.read_json(top.digest)))
+    shutil.copyfile(store.blob_path(top.digest), ctx.output(ctx.outputs[0]))
     if ctx.params["push"] == "true":
         ctx.progress(push(store, _name(ctx.params), _destination(ctx.params)).summary())
