@@ -11,10 +11,10 @@ The probe resolves the reference to a digest, so a moved tag is a new input.
 from __future__ import annotations
 
 import tarfile
-from pathlib import Path
 
 from ..errors import BuildgraphError, StepFailedError
 from . import Probe, StepContext
+from .package import stored_manifest
 
 
 def _ref(text: str):
@@ -57,18 +57,13 @@ def copy_from_image(ctx: StepContext, name: str) -> None:
 
     assert ctx.arch is not None and ctx.cache_dir is not None
     ref = _ref(ctx.params["image"])
-    kind, _, digest = (ctx.probed or probe_image(_as_probe(ctx))).partition(" ")
+    probed = ctx.probed or probe_image(Probe(ctx.params, ctx.arch, ctx.root, ctx.cache_dir))
     store = Layout(ctx.cache_dir / "oci")
-    if kind == "registry":
-        from ..oci import registry
-
-        ctx.progress(f"pulling {ref}")
-        registry.pull(ref.with_digest(digest), ctx.arch, store, store_as=str(ref))
-    found = store.resolve_digest(digest, ctx.arch)
-    if found is None:
+    manifest = stored_manifest(ctx, store, ref, probed)
+    if manifest is None:
         raise StepFailedError(f"imager image {ref} has no linux/{ctx.arch} image")
     flat = ctx.out_dir.parent / "image.tar"
-    store.flatten_manifest(found[1], flat)
+    store.flatten_manifest(manifest, flat)
     member = f"usr/install/{ctx.arch}/{name}"
     with tarfile.open(flat) as tar:
         try:
@@ -84,8 +79,3 @@ def copy_from_image(ctx: StepContext, name: str) -> None:
         with source, open(ctx.output(ctx.outputs[0]), "wb") as out:
             while chunk := source.read(1 << 20):
                 out.write(chunk)
-
-
-def _as_probe(ctx: StepContext) -> Probe:
-    assert ctx.cache_dir is not None
-    return Probe(ctx.params, ctx.arch, ctx.root, Path(ctx.cache_dir))

@@ -117,6 +117,20 @@ def _from_pins(ctx: StepContext, wanted: str, store, name: str, scratch: Path) -
     return store.read_json(digest)
 
 
+def stored_manifest(ctx: StepContext, store, ref, probed: str) -> dict[str, Any] | None:
+    """The manifest of ``ref``'s image for this arch that a probe reported as ``store
+    <digest>`` or ``registry <digest>``, pulled into ``store`` first in the second case;
+    None if the image has no such arch."""
+    kind, _, digest = probed.partition(" ")
+    if kind == "registry":
+        from ..oci import registry
+
+        ctx.progress(f"pulling {ref}")
+        registry.pull(ref.with_digest(digest), str(ctx.arch), store, store_as=str(ref))
+    found = store.resolve_digest(digest, ctx.arch)
+    return None if found is None else found[1]
+
+
 @step("package", version=2, check=_check, probe=_probe)
 def package(ctx: StepContext) -> None:
     """Flatten what the probe found for params.ref and this arch into the declared output."""
@@ -130,13 +144,7 @@ def package(ctx: StepContext) -> None:
         if kind == "debian":
             manifest = _from_pins(ctx, value, store, str(ref), Path(scratch))
         else:
-            if kind == "registry":
-                from ..oci import registry
-
-                ctx.progress(f"pulling {ref}")
-                registry.pull(ref.with_digest(value), ctx.arch, store, store_as=str(ref))
-            found = store.resolve_digest(value, ctx.arch)
-            if found is None:
+            manifest = stored_manifest(ctx, store, ref, probed)
+            if manifest is None:
                 raise BuildgraphError(f"package image {ref} has no linux/{ctx.arch} image")
-            manifest = found[1]
         store.flatten_manifest(manifest, ctx.output(out))
