@@ -123,6 +123,8 @@ def _dep_labels(
 ) -> list[str]:
     if need.unless and values[need.unless[2:-1]]:
         return []
+    if need.when and not values[need.when[2:-1]]:
+        return []
     dep = specs.resolve(need.target)
     if not dep.per_arch:
         return [dep.name]
@@ -187,7 +189,7 @@ def _node_vars(spec: TargetSpec, params: dict) -> tuple[str, ...]:
     if params is spec.params:
         return spec.vars
     read = references([params, list(spec.outputs), list(spec.sources)])
-    read |= {ref for need in spec.needs for ref in references([need.arches, need.unless])}
+    read |= {ref for need in spec.needs for ref in references([need.arches, need.unless, need.when])}
     return tuple(v for v in spec.vars if v in read or v in spec.declared_vars)
 
 

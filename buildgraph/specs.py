@@ -38,14 +38,15 @@ TARGET_KEYS = {
     " {per_arch: {amd64: x, arm64: y}} gives each arch its own value",
     "sources": "repo files and globs it reads",
     "needs": "targets whose outputs it reads: a name, or {target, arches: same|all,"
-    " unless: ${VARIABLE}} (unless: only while the variable is empty)",
+    " unless: ${VARIABLE}, when: ${VARIABLE}} (unless: only while the variable is empty;"
+    " when: only while it is not)",
     "vars": "variables it reads beyond those its params name",
     "outputs": "file names it produces in _out/",
     "profiles": "for a name with %: the directory of profile files it expands over;"
     " ${profile.FIELD} in its body is a profile's field, and % in its needs its profile",
 }
 FILE_KEYS = ("targets", "default", "variables", "packages", "aliases")
-NEED_KEYS = ("target", "arches", "unless")
+NEED_KEYS = ("target", "arches", "unless", "when")
 BUILTIN_NAMES = ("ARCH", "PROFILE")
 _REF = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _PROFILE_REF = re.compile(r"\$\$|\$\{profile\.([^}]*)\}")
@@ -59,6 +60,8 @@ class Need:
     where: str
     unless: str = ""
     """``${VAR}``: the need holds only while VAR is empty (IMAGER_IMAGE replaces the OS)."""
+    when: str = ""
+    """``${VAR}``: the need holds only while VAR is set (SYSTEM_EXTENSIONS adds a part)."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,7 @@ def _work(specs: Specs, spec: TargetSpec) -> tuple:
             specs.targets[n.target].name if n.target in specs.targets else n.target,
             n.arches,
             n.unless,
+            n.when,
         )
         for n in spec.needs
     )
@@ -544,6 +548,7 @@ def _target(
         *((s, "sources") for s in sources),
         *((n.arches, "needs") for n in needs),
         *((n.unless, "needs") for n in needs),
+        *((n.when, "needs") for n in needs),
     ]:
         for ref in _REF.findall(text.replace("$$", "")):
             if ref == "ARCH" and not per_arch:
@@ -619,9 +624,10 @@ def _need(item: Any, rel: str, body: LDict, index: int, profile: str | None) -> 
         target, arches = str(item["target"]), str(item.get("arches", "same"))
         if arches not in ("same", "all") and not _REF.fullmatch(arches):
             raise SpecError(here, f"arches {arches!r}: use same, all or ${{VARIABLE}}")
-        unless = str(item.get("unless", ""))
-        if unless and not _REF.fullmatch(unless):
-            raise SpecError(here, f"unless {unless!r}: give one ${{VARIABLE}}")
+        for key in ("unless", "when"):
+            ref = str(item.get(key, ""))
+            if ref and not _REF.fullmatch(ref):
+                raise SpecError(here, f"{key} {ref!r}: give one ${{VARIABLE}}")
     else:
         raise SpecError(here, "a need is a target name or {target: NAME, arches: same|all}")
     if "%" in target:
@@ -633,7 +639,9 @@ def _need(item: Any, rel: str, body: LDict, index: int, profile: str | None) -> 
                 hint="name one of the targets it expands to",
             )
         target = target.replace("%", profile)
-    return Need(target, arches, here, unless if isinstance(item, dict) else "")
+    if not isinstance(item, dict):
+        return Need(target, arches, here)
+    return Need(target, arches, here, str(item.get("unless", "")), str(item.get("when", "")))
 
 
 def _check_cycles(specs: Specs) -> None:

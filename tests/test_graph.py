@@ -265,6 +265,18 @@ def test_a_need_with_unless_holds_only_while_its_variable_is_empty(tmp_path):
     assert build(root, cache, ["top"]) == {"b": "cached", "top": "cached"}
 
 
+def test_a_need_with_when_holds_only_while_its_variable_is_set(tmp_path):
+    root = make_project(tmp_path / "repo", UNLESS.replace("unless:", "when:"))
+    cache = tmp_path / "cache"
+    assert build(root, cache, ["top"]) == {"top": "built"}
+    assert (root / "_out" / "top.txt").read_text() == "top"
+    assert build(root, cache, ["top"], IMAGER_IMAGE="local/me/imager:v1") == {
+        "b": "built",
+        "top": "built",
+    }
+    assert (root / "_out" / "top.txt").read_text() == "btop"
+
+
 def test_unless_takes_one_variable(tmp_path):
     root = make_project(tmp_path / "repo", UNLESS.replace('"${IMAGER_IMAGE}"', "IMAGER_IMAGE"))
     with pytest.raises(SpecError, match=r"unless 'IMAGER_IMAGE': give one \$\{VARIABLE\}"):
