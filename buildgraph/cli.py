@@ -3,7 +3,8 @@
 ``explain`` and ``graph`` answer questions about a goal, ``build`` runs one without
 doit, ``cache`` inspects and prunes the cache, ``vars`` prints the variables table,
 ``pins refresh`` re-pins the Debian packages that package images are made of,
-``push`` sends an image from the embedded store to a registry.
+``push`` sends an image from the embedded store to a registry, ``imager`` builds a
+customized boot asset from a profile (buildgraph/imager/).
 Arguments of the form NAME=value are build variables, as with doit.
 """
 
@@ -72,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
         "dest", metavar="DEST", help="a registry reference, e.g. 127.0.0.1:5005/me/kernel:v1"
     )
     push.set_defaults(func=_push)
+
+    from .imager.command import add_parser as add_imager
+
+    add_imager(sub)
     return parser
 
 

@@ -189,7 +189,9 @@ def _node_vars(spec: TargetSpec, params: dict) -> tuple[str, ...]:
     if params is spec.params:
         return spec.vars
     read = references([params, list(spec.outputs), list(spec.sources)])
-    read |= {ref for need in spec.needs for ref in references([need.arches, need.unless, need.when])}
+    read |= {
+        ref for need in spec.needs for ref in references([need.arches, need.unless, need.when])
+    }
     return tuple(v for v in spec.vars if v in read or v in spec.declared_vars)
 
 

@@ -9,10 +9,7 @@ its values replaced in place; any other key appends.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable
-
-IMAGER_FLAG = "--extra-kernel-arg"
 
 
 class Cmdline:
@@ -54,25 +51,3 @@ def _pairs(words: Iterable[str]) -> Iterable[tuple[str, str]]:
     for word in words:
         key, _sep, value = word.partition("=")
         yield key, value
-
-
-def extra_from_imager_args(text: str) -> list[str]:
-    """The ``--extra-kernel-arg`` values of an IMAGER_ARGS string, split into words."""
-    words = shlex.split(text)
-    extra: list[str] = []
-    index = 0
-    while index < len(words):
-        word = words[index]
-        if word.startswith(IMAGER_FLAG + "="):
-            extra.extend(word[len(IMAGER_FLAG) + 1 :].split())
-        elif word == IMAGER_FLAG and index + 1 < len(words):
-            index += 1
-            extra.extend(words[index].split())
-        else:
-            raise ValueError(
-                f"IMAGER_ARGS: {word!r} is not understood here; accepted is "
-                f"{IMAGER_FLAG}=ARG (repeatable)"
-            )
-        index += 1
-    Cmdline().apply(extra, ())  # refuses keyless words now, before any step runs
-    return extra

@@ -103,6 +103,51 @@ def _shell_words(value: str) -> str:
     return value
 
 
+def _imager_args(value: str) -> str:
+    from .imager.flags import parse_imager_args
+
+    try:
+        parse_imager_args(value)
+    except ValueError as err:
+        raise Rejected(f"imager flags ({err})") from None
+    return value
+
+
+def _from_imager_args(name: str) -> Default:
+    def default(values: Values) -> str:
+        from .imager.flags import parse_imager_args
+
+        return parse_imager_args(values["IMAGER_ARGS"]).get(name, "")
+
+    return default
+
+
+def _flag_value(name: str) -> Validator:
+    def check(value: str) -> str:
+        from .imager.flags import canonical
+
+        try:
+            return canonical(name, value)
+        except ValueError as err:
+            raise Rejected(str(err)) from None
+
+    return check
+
+
+def _customization(value: str) -> str:
+    if value and not value.startswith((".", "/")):
+        _reference(value)
+    return value
+
+
+def _rm(value: str) -> str:
+    words = shlex.split(_shell_words(value))
+    for word in words:
+        if ".." in Path(word).parts or word.strip("/") == "":
+            raise Rejected(f"paths inside the root filesystem, no '..' ({word!r} is not)")
+    return shlex.join(words)
+
+
 def host_arch() -> str:
     machine = platform.machine().lower()
     return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
@@ -234,11 +279,37 @@ TABLE: tuple[Variable, ...] = (
     Variable(
         "IMAGER_ARGS",
         _const(""),
-        _shell_words,
-        "extra imager flags, e.g. --extra-kernel-arg=console=ttyS0",
+        _imager_args,
+        "imager flags, e.g. --extra-kernel-arg=console=ttyS0; each sets the variable below",
         "empty",
     ),
-)
+    *(
+        Variable(name, _from_imager_args(name), _flag_value(name), help, "from IMAGER_ARGS")
+        for name, help in (
+            ("KERNEL_ARGS", "kernel command line edits (--extra-kernel-arg)"),
+            ("META", "initial META values, KEY=VALUE words (--meta)"),
+            ("SYSTEM_EXTENSIONS", "system extension images or .tar paths"
+             " (--system-extension-image)"),
+            ("OVERLAY_IMAGE", "overlay image (--overlay-image)"),
+            ("OVERLAY_NAME", "overlay name (--overlay-name)"),
+            ("OVERLAY_OPTIONS", "overlay options, KEY=VALUE words (--overlay-option)"),
+        )
+    ),
+    Variable(
+        "CUSTOMIZATION",
+        _const(""),
+        _customization,
+        "files added to the root filesystem: a directory, or an image reference",
+        "empty",
+    ),
+    Variable(
+        "RM",
+        _const(""),
+        _rm,
+        "root filesystem paths removed before CUSTOMIZATION is added (words)",
+        "empty",
+    ),
+)  # fmt: skip
 
 BY_NAME: dict[str, Variable] = {row.name: row for row in TABLE}
 PKG_PATTERN = re.compile(r"^PKG_([A-Z0-9_]+)$")

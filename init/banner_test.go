@@ -58,7 +58,7 @@ BROKEN
 }
 
 func TestBootFactsOrder(t *testing.T) {
-	facts := bootFacts("quiet")
+	facts := bootFacts("quiet", nil, metaValues{})
 	keys := []string{"version", "arch", "cmdline", "kernel"}
 	if len(facts) != len(keys) {
 		t.Fatalf("got %v", facts)
@@ -67,5 +67,30 @@ func TestBootFactsOrder(t *testing.T) {
 		if facts[i].key != k {
 			t.Errorf("field %d is %s, want %s", i, facts[i].key, k)
 		}
+	}
+}
+
+func TestBannerWithExtensionsAndMeta(t *testing.T) {
+	exts := []extension{
+		{"000-hello.sqsh", "hello", "1.0.0"},
+		{"001-firmware.sqsh", "firmware", "20261201"},
+	}
+	meta := metaValues{0xb: "x", 0xa: "hello", 0x10: "a b"}
+	facts := bootFacts("quiet", exts, meta)
+	if len(facts) != 6 {
+		t.Fatalf("got %v", facts)
+	}
+	got := banner(facts[4:])
+	want := `booted extensions=hello@1.0.0,firmware@20261201 meta="0xa=hello,0xb=x,0x10=a b"`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	facts = bootFacts("quiet", nil, metaValues{0xa: "hello", 0xb: "x"})
+	if got := banner(facts[4:]); got != "booted meta=0xa=hello,0xb=x" {
+		t.Fatalf("got %s", got)
+	}
+	facts = bootFacts("quiet", exts[:1], nil)
+	if got := banner(facts[4:]); got != "booted extensions=hello@1.0.0" {
+		t.Fatalf("got %s", got)
 	}
 }

@@ -1,5 +1,6 @@
 // Command init is PID 1 of the buildgraph initramfs: it loads the kernel modules the
-// root filesystem needs, mounts /rootfs.sqsh as a read-only squashfs under a tmpfs
+// root filesystem needs, reads META (meta.go), mounts /rootfs.sqsh as a read-only
+// squashfs with any system extensions (extensions.go) above it under a tmpfs
 // overlay, switches into it, prints one "booted ..." banner line and then either
 // powers off (buildgraph.poweroff=1, for boot tests) or runs /bin/sh on the console.
 package main
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -37,24 +39,42 @@ func boot() {
 	attachConsole() // before the first line: the kernel may have given us no console
 	say("mounted /proc /sys /dev")
 	cmdline := readCmdline()
-	poweroffWanted = wantPoweroff(parseCmdline(cmdline))
+	params := parseCmdline(cmdline)
+	poweroffWanted = wantPoweroff(params)
 
 	mods, err := readLoadList(loadListPath)
 	check("read "+loadListPath, err)
 	say(fmt.Sprintf("loading %d modules", len(mods)))
 	check("load module", loadModules(mods))
 
+	meta := readMeta(params)
+
+	exts, err := readExtensions(extensionsFile)
+	check("read "+extensionsFile, err)
+	extDirs := make([]string, len(exts))
+	for i, e := range exts {
+		extDirs[i], err = mountExtension(i, e)
+		check(fmt.Sprintf("mount extension %s (%s)", e.image, e), err)
+	}
+
 	loop, err := attachLoop(rootImage)
 	check("attach "+rootImage, err)
 	say(fmt.Sprintf("%s on %s", rootImage, loop.Name()))
-	check("mount root", mountOverlayRoot(loop.Name()))
+	check("mount root", mountOverlayRoot(loop.Name(), extDirs))
 	loop.Close() // the squashfs mount holds the device now; AUTOCLEAR frees it after
-	say("root is an overlay of squashfs and tmpfs")
+	if len(exts) > 0 {
+		say(fmt.Sprintf("root is an overlay of %d extensions, squashfs and tmpfs", len(exts)))
+	} else {
+		say("root is an overlay of squashfs and tmpfs")
+	}
 
 	say("switching root")
 	check("switch root", switchRoot(newRoot))
 
-	emit(banner(bootFacts(cmdline)))
+	for _, path := range lsPaths(params) {
+		emit(lsLine(path))
+	}
+	emit(banner(bootFacts(cmdline, exts, meta)))
 	if poweroffWanted {
 		powerOff()
 	}
@@ -64,8 +84,9 @@ func boot() {
 }
 
 // bootFacts are the banner's fields, read in the new root: version, arch and cmdline
-// first, always in this order, then the kernel release.
-func bootFacts(cmdline string) []field {
+// first, always in this order, then the kernel release, then the extensions
+// (name@version, in layer order) and the META values (key=value, by key) if any.
+func bootFacts(cmdline string, exts []extension, meta metaValues) []field {
 	version := "unknown"
 	for _, path := range []string{"/etc/os-release", "/usr/lib/os-release"} {
 		if text, err := os.ReadFile(path); err == nil {
@@ -75,12 +96,23 @@ func bootFacts(cmdline string) []field {
 			break
 		}
 	}
-	return []field{
+	facts := []field{
 		{"version", version},
 		{"arch", runtime.GOARCH},
 		{"cmdline", withoutBootImage(cmdline)},
 		{"kernel", kernelRelease()},
 	}
+	if len(exts) > 0 {
+		names := make([]string, len(exts))
+		for i, e := range exts {
+			names[i] = e.String()
+		}
+		facts = append(facts, field{"extensions", strings.Join(names, ",")})
+	}
+	if len(meta) > 0 {
+		facts = append(facts, field{"meta", metaString(meta)})
+	}
+	return facts
 }
 
 func kernelRelease() string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -55,8 +56,9 @@ func mountEarly() error {
 }
 
 // mountOverlayRoot mounts the squashfs on loopDev read-only and a writable overlay
-// of it, backed by a tmpfs, on /newroot.
-func mountOverlayRoot(loopDev string) error {
+// of it, backed by a tmpfs, on /newroot. extensions are the mounted extension
+// layers, bottom first: they lie above the squashfs, the last one on top.
+func mountOverlayRoot(loopDev string, extensions []string) error {
 	if err := mount(mountSpec{loopDev, lowerDir, "squashfs", syscall.MS_RDONLY, ""}); err != nil {
 		return err
 	}
@@ -69,8 +71,18 @@ func mountOverlayRoot(loopDev string) error {
 			return err
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerDir, upper, work)
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s",
+		lowerDirs(extensions), upper, work)
 	return mount(mountSpec{"overlay", newRoot, "overlay", 0, opts})
+}
+
+// lowerDirs is overlayfs's lowerdir= value: the top layer first, the squashfs last.
+func lowerDirs(extensions []string) string {
+	dirs := make([]string, 0, len(extensions)+1)
+	for i := len(extensions) - 1; i >= 0; i-- {
+		dirs = append(dirs, extensions[i])
+	}
+	return strings.Join(append(dirs, lowerDir), ":")
 }
 
 // switchRoot moves /proc, /sys and /dev into root, frees the initramfs and makes

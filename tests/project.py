@@ -38,6 +38,24 @@ def doit(
     root: Path, cache: Path, *args: str, json_log: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run the real doit front end in ``root`` as a user would (``env``: more variables)."""
+    return _run(root, cache, ["-m", "doit", *args], json_log, env)
+
+
+def imager(
+    root: Path, cache: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``buildgraph imager ARGS`` in ``root``, with the JSON log on stderr."""
+    return _run(root, cache, ["-m", "buildgraph.cli", "imager", *args], True, env, stdin)
+
+
+def _run(
+    root: Path,
+    cache: Path,
+    argv: list[str],
+    json_log: bool,
+    env: dict[str, str] | None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess:
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(cache.parent),
@@ -48,13 +66,14 @@ def doit(
     if json_log:
         base["BUILDGRAPH_LOG"] = "json"
     return subprocess.run(
-        [sys.executable, "-m", "doit", *args],
+        [sys.executable, *argv],
         cwd=root,
         env={**base, **(env or {})},
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
-        timeout=300,
+        timeout=600,
     )
 
 

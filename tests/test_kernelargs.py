@@ -1,8 +1,16 @@
 """The kernel command line rules of DESIGN section 8, one test per rule."""
 
+import shlex
+
 import pytest
 
-from buildgraph.kernelargs import Cmdline, extra_from_imager_args
+from buildgraph.imager.flags import parse_imager_args
+from buildgraph.kernelargs import Cmdline
+
+
+def extra_from_imager_args(text: str) -> list[str]:
+    return shlex.split(parse_imager_args(text).get("KERNEL_ARGS", ""))
+
 
 DEFAULTS = "buildgraph.platform=metal console=tty0 console=ttyS0 init_on_alloc=1 slab_nomerge"
 OVERWRITE = ("console", "buildgraph.platform")
@@ -90,11 +98,11 @@ def test_bad_imager_args_stop_before_any_step_runs(tmp_path):
 
     from project import REPO, build
 
-    from buildgraph.errors import SpecError
+    from buildgraph.errors import VariableError
 
     shutil.copytree(REPO / "targets", tmp_path / "targets")
-    bogus = "cmdline-metal:amd64: IMAGER_ARGS: '--bogus' is not understood"
-    with pytest.raises(SpecError, match=bogus):
+    bogus = "variable IMAGER_ARGS: accepted is imager flags \\('--bogus' is not understood"
+    with pytest.raises(VariableError, match=bogus):
         build(
             tmp_path, tmp_path / "cache", ["cmdline"], PLATFORM="linux/amd64", IMAGER_ARGS="--bogus"
         )

@@ -29,6 +29,13 @@ def test_command_line_beats_environment_beats_default():
         ("SOURCE_DATE_EPOCH", "yesterday", "non-negative integer"),
         ("REGISTRY", "not a host!", "host[:port]"),
         ("IMAGER_ARGS", "--extra-kernel-arg='unterminated", "shell-quoted"),
+        ("IMAGER_ARGS", "--meta 0x100=x", "0..255"),
+        ("META", "0xa", "0xa"),
+        ("KERNEL_ARGS", "=x", "has no key"),
+        ("SYSTEM_EXTENSIONS", "Bad:Ref", "bad image reference"),
+        ("OVERLAY_OPTIONS", "novalue", "is not KEY=VALUE"),
+        ("OVERLAY_NAME", "Example!", "is not a name"),
+        ("RM", "/etc/../..", "no '..'"),
     ],
 )
 def test_bad_value_names_variable_value_and_accepted(name, value, accepted):

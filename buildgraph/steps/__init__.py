@@ -31,6 +31,8 @@ BUILTIN_MODULES = (
     "image",
     "oci_image",
     "pyz",
+    "imagefile",
+    "extensions",
 )
 
 
@@ -111,6 +113,8 @@ class Probe:
     arch: str | None
     root: Path
     cache_dir: Path
+    progress: Callable[[str], None] = lambda _message: None
+    """Where a probe that fetches (pulls an image to check it) says so."""
 
 
 @dataclass
@@ -146,6 +150,15 @@ class StepContext:
 
         A ``%`` in ``target`` stands for a profile: ``cmdline-%`` finds ``cmdline-aws``.
         """
+        found = self.optional_input(target)
+        if found is None:
+            raise StepFailedError(
+                f"this step needs {target!r}: declare it in the target's needs",
+            )
+        return found
+
+    def optional_input(self, target: str) -> Path | None:
+        """Like :meth:`input`, but None when the need is not there (``when:``/``unless:``)."""
         prefix, percent, suffix = target.partition("%")
         for label, outputs in self.inputs.items():
             name, _, arch = label.partition(":")
@@ -157,9 +170,7 @@ class StepContext:
                 if len(outputs) != 1:
                     raise StepFailedError(f"{label} has {len(outputs)} outputs, not one")
                 return next(iter(outputs.values()))
-        raise StepFailedError(
-            f"this step needs {target!r}: declare it in the target's needs",
-        )
+        return None
 
     def input_files(self) -> list[Path]:
         """Every input file: sources first, then dependency outputs, in declaration order."""

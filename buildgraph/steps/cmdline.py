@@ -1,18 +1,24 @@
 """``cmdline``: the kernel command line of one platform and arch.
 
 Defaults, the platform's own arguments and the arch's consoles come from params
-(targets/ data); the user's ``--extra-kernel-arg`` values, from IMAGER_ARGS, edit them.
+(targets/ data), then an overlay's kernel arguments; the user's ``--extra-kernel-arg``
+values (KERNEL_ARGS) edit the result. ``cmdline-meta`` adds META values to a command
+line, for the boot media that have no META partition (ISO, PXE kernel/initramfs).
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from ..kernelargs import Cmdline, extra_from_imager_args
+from ..formats import meta
+from ..kernelargs import Cmdline
 from . import StepContext, step
+from .overlay import load as load_overlay
 
-PARAMS = ("platform", "platform_key", "defaults", "platform_args", "consoles", "extra")
+PARAMS = ("platform", "platform_key", "defaults", "platform_args", "consoles", "extra",
+          "overlay_name", "overlay_options")  # fmt: skip
 
 
 def _check(params: Mapping[str, Any]) -> None:
@@ -22,14 +28,11 @@ def _check(params: Mapping[str, Any]) -> None:
     for name in ("platform", "platform_key"):
         if not isinstance(params.get(name), str):
             raise ValueError(f"the cmdline step needs params.{name}, a string")
-    extra = params.get("extra", "")
-    if "${" not in extra:  # checked again once variables are in
-        extra_from_imager_args(extra)
 
 
-@step("cmdline", version=2, check=_check)
+@step("cmdline", version=3, check=_check)
 def cmdline(ctx: StepContext) -> None:
-    """Write the kernel command line, edited by IMAGER_ARGS."""
+    """Write the kernel command line, edited by KERNEL_ARGS."""
     params = ctx.params
     key = params["platform_key"]
     words = [
@@ -38,7 +41,28 @@ def cmdline(ctx: StepContext) -> None:
         *params.get("defaults", []),
         *params.get("platform_args", []),
     ]
-    extra = extra_from_imager_args(params.get("extra", ""))
+    overlay = ctx.optional_input("overlay")
+    if overlay is not None:
+        found = load_overlay(overlay, params.get("overlay_name", ""),
+                             params.get("overlay_options", ""))  # fmt: skip
+        words += found.kernel_args
+    extra = shlex.split(params.get("extra", ""))
     line = Cmdline(words).apply(extra, overwrite=("console", key))
     (name,) = ctx.outputs
     ctx.output(name).write_text(f"{line}\n")
+
+
+def _check_meta(params: Mapping[str, Any]) -> None:
+    if set(params) != {"meta"}:
+        raise ValueError("the cmdline-meta step takes exactly params.meta (META words)")
+
+
+@step("cmdline-meta", version=1, check=_check_meta)
+def cmdline_meta(ctx: StepContext) -> None:
+    """Copy the one input's command line, with META as ``buildgraph.meta=`` at its end."""
+    (source,) = ctx.input_files()
+    values = dict(meta.parse_assignment(word) for word in shlex.split(ctx.params["meta"]))
+    line = source.read_text().strip()
+    param = meta.cmdline_param(values)
+    (name,) = ctx.outputs
+    ctx.output(name).write_text(f"{line} {param}\n" if param else f"{line}\n")

@@ -2,7 +2,9 @@
 
 The layout is Talos': an EFI system partition with GRUB for each EFI firmware, a BIOS
 boot partition holding GRUB's core.img when params.firmware has ``i386-pc``, BOOT
-(ext4) with the kernel, initramfs and grub.cfg, and an empty META. Each filesystem is
+(ext4) with the kernel, initramfs and grub.cfg, and META holding params.meta (META
+words, formats/meta.py). An overlay (the ``overlay`` need) adds files to BOOT and may
+set the disk size. Each filesystem is
 made in its own file (mkfs.vfat --invariant and mtools; mke2fs -d under a fake clock,
 then debugfs pins owners and times), sgdisk writes the partition table with GUIDs
 derived from the labels, and the filesystems are copied to their offsets hole by hole,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -20,9 +23,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import StepFailedError
-from ..formats import biosboot, sparse
+from ..formats import biosboot, meta, sparse
 from . import StepContext, check_epoch, clean_env, step
 from .grub import BIOS, EFI_LOADER, Grub, check_firmware, early_config, grub_cfg, make_esp
+from .overlay import Overlay
+from .overlay import load as load_overlay
 
 MIB = 1 << 20
 SECTOR = 512
@@ -76,22 +81,27 @@ def minimum_size(firmware: list[str]) -> int:
 def _check(params: Mapping[str, Any]) -> None:
     check_epoch(params)
     check_firmware(params.get("firmware"))
-    if "${" in str(params.get("size", "")):
-        return
-    size = parse_size(params.get("size"))
+    if "${" not in str(params.get("size", "")):
+        check_size(params["size"], params["firmware"])
+
+
+def check_size(value: object, firmware: list[str]) -> int:
+    """The size in bytes; ValueError when it is malformed or too small for the partitions."""
+    size = parse_size(value)
     if size % MIB:
-        raise ValueError(f"disk size {params['size']!r} is not a whole number of MiB")
-    needed = minimum_size(params["firmware"])
+        raise ValueError(f"disk size {value!r} is not a whole number of MiB")
+    needed = minimum_size(firmware)
     if size < needed:
         raise ValueError(
-            f"disk size {params['size']!r} ({size} bytes) is too small for the partitions,"
+            f"disk size {value!r} ({size} bytes) is too small for the partitions,"
             f" which need {-(-needed // MIB)} MiB"
         )
+    return size
 
 
 @step(
     "disk",
-    version=1,
+    version=2,
     tools=("grub-mkimage", "mkfs.vfat", "mmd", "mcopy", "mke2fs", "debugfs", "sgdisk"),
     check=_check,
 )
@@ -116,26 +126,51 @@ def disk(ctx: StepContext) -> None:
     make_esp(ctx, esp, loaders, env, epoch, EFI.size // 1024,
              volume_id=guid("EFI-filesystem")[:8], label="EFI")  # fmt: skip
 
+    overlay_tar = ctx.optional_input("overlay")
+    overlay = None
+    size = ctx.params["size"]
+    if overlay_tar is not None:
+        overlay = load_overlay(overlay_tar, ctx.params.get("overlay_name", ""),
+                               ctx.params.get("overlay_options", ""))  # fmt: skip
+        size = overlay.disk_size or size
+    try:
+        size_bytes = check_size(size, firmware)
+    except ValueError as err:
+        raise StepFailedError(str(err)) from None
     boot = work / "boot.img"
-    _boot_filesystem(ctx, work / "boot", boot, boot_uuid, env, epoch)
+    _boot_filesystem(ctx, work / "boot", boot, boot_uuid, env, epoch,
+                     overlay and (overlay_tar, overlay))  # fmt: skip
+    values = dict(meta.parse_assignment(w) for w in shlex.split(ctx.params.get("meta", "")))
 
     path = ctx.output(out)
     with open(path, "wb") as f:
-        os.truncate(f.fileno(), parse_size(ctx.params["size"]))
+        os.truncate(f.fileno(), size_bytes)
     offsets = _partition(ctx, path, layout(firmware), env)
     with open(path, "r+b") as f:
         sparse.copy_into(esp, f.fileno(), offsets["EFI"])
         sparse.copy_into(boot, f.fileno(), offsets["BOOT"])
+        f.seek(offsets["META"])
+        f.write(meta.encode_partition(values, META.size))
         if BIOS in firmware:
             _install_bios(grub, early, f, offsets["BIOS"])
 
 
 def _boot_filesystem(
-    ctx: StepContext, tree: Path, image: Path, fs_uuid: str, env: dict[str, str], epoch: int
+    ctx: StepContext,
+    tree: Path,
+    image: Path,
+    fs_uuid: str,
+    env: dict[str, str],
+    epoch: int,
+    overlay: tuple[Path, Overlay] | None = None,
 ) -> None:
-    """BOOT: A/vmlinuz, A/initramfs.xz and grub/grub.cfg in an ext4 made from a tree."""
-    (tree / "A").mkdir(parents=True)
-    (tree / "grub").mkdir()
+    """BOOT: A/vmlinuz, A/initramfs.xz and grub/grub.cfg in an ext4 made from a tree,
+    with an overlay's boot files and its options (overlay/options.yaml)."""
+    tree.mkdir()
+    if overlay is not None:
+        _overlay_files(tree, *overlay)
+    (tree / "A").mkdir(exist_ok=True)
+    (tree / "grub").mkdir(exist_ok=True)
     shutil.copyfile(ctx.input("kernel"), tree / "A" / "vmlinuz")
     shutil.copyfile(ctx.input("initramfs"), tree / "A" / "initramfs.xz")
     (tree / "grub" / "grub.cfg").write_text(grub_cfg(ctx.input("cmdline-%").read_text(), "/A"))
@@ -154,6 +189,32 @@ def _boot_filesystem(
             lines.append(f"sif /{p} {field} @{epoch}")
     script.write_text("\n".join(lines) + "\n")
     ctx.run(["debugfs", "-w", "-f", str(script), str(image)], env=env)
+
+
+def _overlay_files(tree: Path, tar_path: Path, overlay: Overlay) -> None:
+    import tarfile
+
+    import yaml
+
+    with tarfile.open(tar_path) as tar:
+        for name, member in sorted(overlay.boot.items()):
+            parts = Path(name).parts
+            if not parts or ".." in parts or Path(name).is_absolute():
+                raise StepFailedError(f"overlay {overlay.name!r}: bad boot file name {name!r}")
+            if parts[0] in ("A", "grub"):
+                raise StepFailedError(
+                    f"overlay {overlay.name!r}: boot/{name} would replace the OS's own files",
+                    hint="an overlay's boot files may not be under A/ or grub/",
+                )
+            dest = tree / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as src:
+                dest.write_bytes(src.read())
+            dest.chmod(0o644)
+    options = tree / "overlay" / "options.yaml"
+    options.parent.mkdir(exist_ok=True)
+    record = {"name": overlay.name, "options": overlay.options}
+    options.write_text(yaml.safe_dump(record, sort_keys=True))
 
 
 def _partition(

@@ -61,7 +61,7 @@ def iso(ctx: StepContext) -> None:
     shutil.copyfile(ctx.input("kernel"), tree / "boot" / "vmlinuz")
     shutil.copyfile(ctx.input("initramfs"), tree / "boot" / "initramfs.xz")
     (tree / MARKER).write_text(ctx.params["volume"] + "\n")
-    (tree / "boot" / "grub" / "grub.cfg").write_text(grub_cfg(ctx.input("cmdline-%").read_text()))
+    (tree / "boot" / "grub" / "grub.cfg").write_text(grub_cfg(ctx.input("iso-cmdline").read_text()))
     early = work / "early.cfg"
     early.write_text(early_config(f"--file /{MARKER}", "/boot/grub"))
 

@@ -3,7 +3,9 @@
 ``oci-image`` makes one arch's image and writes it as an OCI archive (an image layout in
 a tar, what ``skopeo copy oci-archive:...`` reads): the layers of a ``base`` image (an
 ``oci-image`` dependency) as they are, then one layer per entry of params.layers, each
-either a dependency's tar taken as it is (``tar: pkg-grub``) or dependency outputs placed
+either a dependency's tar taken as it is (``tar: pkg-grub``), a directory of the repo
+(``tree: targets/extensions/hello``, its files listed in the target's sources; modes 0755
+or 0644 from each file's exec bit, directories 0755), or dependency outputs placed
 at paths (``files: {usr/install/{arch}/vmlinuz: kernel}``; ``{arch}`` takes every arch of
 that dependency present, for images that carry several arches' boot assets), or params
 written as JSON files (``json: {usr/install/{arch}/disk.json: {...}}``). Layers are
@@ -29,7 +31,9 @@ from ..errors import BuildgraphError
 from ..formats import untar
 from . import Probe, StepContext, check_epoch, step
 
-LAYER_KINDS = ("tar", "files", "json")
+LAYER_KINDS = ("tar", "tree", "files", "json")
+WHOLE_LAYERS = ("tar", "tree")
+"""Kinds that make a layer alone."""
 
 
 def _check_image(params: Mapping[str, Any]) -> None:
@@ -41,10 +45,15 @@ def _check_image(params: Mapping[str, Any]) -> None:
         raise ValueError("params.layers must be a list")
     for layer in layers:
         kinds = set(layer) - {"mode"} if isinstance(layer, dict) else set()
-        if not kinds or not kinds <= set(LAYER_KINDS) or ("tar" in kinds and len(kinds) > 1):
+        whole = kinds & set(WHOLE_LAYERS)
+        if not kinds or not kinds <= set(LAYER_KINDS) or (whole and len(kinds) > 1):
             raise ValueError(
-                f"layer {layer!r}: give tar alone, or files and/or json (and optionally mode)"
+                f"layer {layer!r}: give tar or tree alone, or files and/or json (and"
+                " optionally mode)"
             )
+        tree = layer.get("tree", "")
+        if not isinstance(tree, str) or tree.startswith("/") or ".." in tree.split("/"):
+            raise ValueError(f"a tree layer names a directory of the repo, not {tree!r}")
         for kind in ("files", "json"):
             if kind in layer and not isinstance(layer[kind], dict):
                 raise ValueError(f"a {kind} layer maps image paths to what goes there")
@@ -84,6 +93,8 @@ def _layer(ctx: StepContext, layer: Mapping[str, Any], work: Path, epoch: int) -
     if "tar" in layer:
         return ctx.input(layer["tar"])
     tree = work / "tree"
+    if "tree" in layer:
+        return _tree_layer(ctx, layer["tree"], tree, epoch)
     mode = int(str(layer.get("mode", "0644")), 8)
 
     def place(path: str, arch: str) -> Path:
@@ -101,6 +112,29 @@ def _layer(ctx: StepContext, layer: Mapping[str, Any], work: Path, epoch: int) -
     for directory in [p for p in tree.rglob("*") if p.is_dir()]:
         directory.chmod(0o755)
     tar = work / "layer.tar"
+    tar_from_directory(tree, tar, epoch)
+    return tar
+
+
+def _tree_layer(ctx: StepContext, directory: str, tree: Path, epoch: int) -> Path:
+    """The target's sources under the repo's ``directory``, as a layer at the image's /."""
+    from ..oci.layout import tar_from_directory
+
+    base = ctx.root / directory
+    files = [src for src in ctx.sources if src.is_relative_to(base)]
+    if not files:
+        raise BuildgraphError(
+            f"a tree layer names {directory!r}, but no source of the target lies there",
+            hint=f"list its files in the target's sources, e.g. {directory}/**",
+        )
+    for src in files:
+        dest = tree / src.relative_to(base)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        dest.chmod(0o755 if src.stat().st_mode & 0o100 else 0o644)
+    for path in [tree, *(p for p in tree.rglob("*") if p.is_dir())]:
+        path.chmod(0o755)
+    tar = tree.with_name("layer.tar")
     tar_from_directory(tree, tar, epoch)
     return tar
 

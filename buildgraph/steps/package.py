@@ -117,7 +117,7 @@ def _from_pins(ctx: StepContext, wanted: str, store, name: str, scratch: Path) -
     return store.read_json(digest)
 
 
-def stored_manifest(ctx: StepContext, store, ref, probed: str) -> dict[str, Any] | None:
+def stored_manifest(ctx: StepContext | Probe, store, ref, probed: str) -> dict[str, Any] | None:
     """The manifest of ``ref``'s image for this arch that a probe reported as ``store
     <digest>`` or ``registry <digest>``, pulled into ``store`` first in the second case;
     None if the image has no such arch."""

@@ -6,11 +6,16 @@ the empty mount points the init needs (params.dirs, ``path`` or ``path:mode``),
 the repo, also listed as the target's sources). Every mode is set here, from the
 package or from the source's exec bit, never from the checkout or the umask; nothing is
 written through a symlink the package brought, so an image cannot aim a write at the host.
+
+Then, as Talos' installer customization does, the paths in params.rm (RM) are removed
+and the files of the ``customization`` need (CUSTOMIZATION: a directory or an image,
+flattened to a tar by the ``files`` step) are added on top.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,7 +68,7 @@ def _target(tree: Path, relative: str) -> Path:
     return target
 
 
-@step("rootfs", version=2, tools=("mksquashfs",), check=_check)
+@step("rootfs", version=3, tools=("mksquashfs",), check=_check)
 def rootfs(ctx: StepContext) -> None:
     """Assemble the tree and pack it with mksquashfs's reproducible flags."""
     (out,) = ctx.outputs
@@ -88,6 +93,11 @@ def rootfs(ctx: StepContext) -> None:
         for src in ctx.sources:
             dest = _target(tree, str(src.relative_to(base)))
             _write(dest, src.read_bytes(), executable=bool(src.stat().st_mode & 0o100))
+    for path in shlex.split(ctx.params.get("rm", "")):
+        _remove(tree, path.strip("/"))
+    customization = ctx.optional_input("customization")
+    if customization is not None:
+        untar.extract(customization, tree)
     tree.chmod(0o755)
     epoch = str(int(ctx.params["epoch"]))
     ctx.run(
@@ -101,3 +111,16 @@ def _write(path: Path, data: bytes, executable: bool) -> None:
         shutil.rmtree(path)
     path.write_bytes(data)
     os.chmod(path, 0o755 if executable else 0o644)
+
+
+def _remove(tree: Path, relative: str) -> None:
+    """``rm -rf /relative`` inside the tree, never through a symlink out of it."""
+    if not relative or ".." in Path(relative).parts:
+        raise StepFailedError(f"RM: {relative!r} is not a path inside the root filesystem")
+    path = tree / relative
+    if not path.parent.resolve().is_relative_to(tree.resolve()):
+        raise StepFailedError(f"RM: /{relative} lies behind a symlink out of the rootfs")
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,140 @@
+"""``buildgraph imager PROFILE [flags]``: Talos' imager as a front end of this graph.
+
+It resolves a profile (see :mod:`.profile`), prints it, builds the asset's target with
+the variables the profile sets, on the same graph and cache as ``doit`` (so a run whose
+inputs equal a doit build's is a cache hit), and prints where the asset is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import variables
+from ..errors import BuildgraphError
+from ..yamlsrc import load
+from . import flags
+from .profile import KINDS, ProfileError, base_profile, build_request, check, ordered
+
+HELP = "build a boot asset from a profile and customizations, like Talos' imager"
+
+
+def add_parser(sub: Any) -> None:
+    cmd = sub.add_parser("imager", help=HELP, description=HELP)
+    cmd.add_argument("profile", metavar="PROFILE",
+                     help="iso, installer, a platform profile (metal, aws, ...), or - for a"
+                     " profile YAML on stdin")  # fmt: skip
+    cmd.add_argument("--arch", choices=variables.ARCHES, help="default: the host's arch")
+    cmd.add_argument("--platform", help="the platform whose command line is used")
+    cmd.add_argument("--output", type=Path, help="directory to copy the asset to (default: _out)")
+    cmd.add_argument("--output-kind", choices=KINDS, help="build this kind of asset instead")
+    cmd.add_argument("--base-installer-image", metavar="REF",
+                     help="installer image to build the installer from")  # fmt: skip
+    flags.add_to(cmd)
+    cmd.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..session import Session
+
+    root = Path(args.root).resolve()
+    platforms = _platforms(root)
+    profile = _resolve(args, platforms)
+    print("profile ready:")
+    print(yaml.safe_dump(ordered(profile), sort_keys=False, default_flow_style=False), end="")
+    request = build_request(profile, platforms, disk=args.profile in platforms)
+    goal = [request.target] + ([request.cmdline_target] if request.cmdline_target else [])
+    session = Session(root, dict.fromkeys(goal), request.variables)
+    session.build()
+    if request.cmdline_target:
+        line = _outputs(session, request.cmdline_target)[0].read_text().strip()
+        print(f"kernel command line: {line}")
+    (asset,) = _outputs(session, request.target)
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        dest = args.output / asset.name
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(asset, tmp)
+        os.replace(tmp, dest)
+        asset = dest
+    print(f"output asset path: {asset}")
+    return 0
+
+
+def _outputs(session: Any, target: str) -> list[Path]:
+    (label,) = session.asked[target]
+    return [session.out / name for name in session.by_label[label].outputs]
+
+
+def _platforms(root: Path) -> dict[str, dict]:
+    directory = root / "targets" / "profiles"
+    if not directory.is_dir():
+        raise BuildgraphError(f"{directory} does not exist", hint="run the imager in the repo")
+    return {path.stem: load(path) for path in sorted(directory.glob("*.yaml"))}
+
+
+def _resolve(args: argparse.Namespace, platforms: dict[str, dict]) -> dict[str, Any]:
+    """The base profile with the flags applied, checked."""
+    host = variables.host_arch()
+    if args.profile == "-":
+        try:
+            profile = yaml.safe_load(sys.stdin.read())
+        except yaml.YAMLError as err:
+            raise ProfileError(f"the profile on stdin is not YAML: {err}") from None
+        check(profile)
+        profile.setdefault("arch", host)
+    else:
+        profile = base_profile(args.profile, platforms, host)
+    if args.arch:
+        profile["arch"] = args.arch
+    if args.platform:
+        profile["platform"] = args.platform
+    if args.output_kind:
+        profile.setdefault("output", {})["kind"] = args.output_kind
+        if args.output_kind != "image":
+            for field in ("outFormat", "imageOptions"):
+                profile["output"].pop(field, None)
+    try:
+        given = flags.to_variables(args)
+    except ValueError as err:
+        raise ProfileError(str(err)) from None
+    _apply(profile, given, args.base_installer_image)
+    check(profile)
+    return profile
+
+
+def _apply(profile: dict[str, Any], given: dict[str, str], base_installer: str | None) -> None:
+    import shlex
+
+    custom = profile.setdefault("customization", {})
+    words = {name: shlex.split(value) for name, value in given.items()}
+    custom.setdefault("extraKernelArgs", []).extend(words.get("KERNEL_ARGS", []))
+    for word in words.get("META", []):
+        key, value = word.split("=", 1)
+        custom.setdefault("metaContents", []).append({"key": key, "value": value})
+    inputs = profile.setdefault("input", {})
+    for ref in words.get("SYSTEM_EXTENSIONS", []):
+        entry = {"tarballPath": ref} if ref.endswith(".tar") else {"imageRef": ref}
+        inputs.setdefault("systemExtensions", []).append(entry)
+    if base_installer:
+        inputs["baseInstaller"] = {"imageRef": base_installer}
+    if "OVERLAY_IMAGE" in given or "OVERLAY_NAME" in given or "OVERLAY_OPTIONS" in given:
+        overlay = profile.setdefault("overlay", {})
+        if "OVERLAY_NAME" in given:
+            overlay["name"] = given["OVERLAY_NAME"]
+        if "OVERLAY_IMAGE" in given:
+            overlay["image"] = {"imageRef": given["OVERLAY_IMAGE"]}
+        for word in words.get("OVERLAY_OPTIONS", []):
+            key, value = word.split("=", 1)
+            overlay.setdefault("options", {})[key] = value
+    for section in ("customization", "input"):
+        if not profile[section]:
+            del profile[section]
+    if not custom.get("extraKernelArgs") and "customization" in profile:
+        custom.pop("extraKernelArgs", None)

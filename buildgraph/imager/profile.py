@@ -1,0 +1,252 @@
+"""The imager profile: what to build and how to customize it, as Talos' imager has it.
+
+A profile is a base (``iso``, ``installer``, a platform profile of targets/profiles/, or
+a YAML document from stdin) with the command line's flags applied. Its fields
+(DESIGN section 8) are checked against :data:`SCHEMA`: an unknown field is an error
+naming it. :func:`build_request` turns a profile into what the graph understands: the
+variables it sets and the target whose output is the asset.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BuildgraphError
+from ..variables import ARCHES
+from . import flags
+
+KINDS = ("iso", "image", "installer", "kernel", "initramfs", "cmdline")
+_REF = {"imageRef": str}
+_ASSET = {"path": str, "imageRef": str}
+ANY_MAPPING = "mapping"
+SCHEMA: dict[str, Any] = {
+    "arch": str,
+    "platform": str,
+    "secureboot": bool,
+    "version": str,
+    "customization": {
+        "extraKernelArgs": [str],
+        "metaContents": [{"key": (int, str), "value": str}],
+        "rootfs": {"files": str, "remove": [str]},
+    },
+    "input": {
+        "kernel": _ASSET,
+        "initramfs": _ASSET,
+        "baseInstaller": _REF,
+        "systemExtensions": [{"imageRef": str, "tarballPath": str}],
+    },
+    "overlay": {"name": str, "image": _REF, "options": ANY_MAPPING},
+    "output": {
+        "kind": str,
+        "outFormat": str,
+        "imageOptions": {"diskSize": (int, str), "diskFormat": str},
+    },
+}
+
+
+class ProfileError(BuildgraphError):
+    """A profile that cannot be built; the message names the field."""
+
+
+def check(data: Any, schema: Any = SCHEMA, where: str = "profile") -> None:
+    """Refuse unknown fields and values of the wrong type, naming the field."""
+    if isinstance(schema, dict):
+        if not isinstance(data, dict):
+            raise ProfileError(f"{where}: must be a mapping, not {type(data).__name__}")
+        for key, value in data.items():
+            if key not in schema:
+                raise ProfileError(
+                    f"{where}: unknown field {key!r}",
+                    hint=f"known fields there: {', '.join(schema)}",
+                )
+            check(value, schema[key], f"{where}.{key}")
+    elif isinstance(schema, list):
+        if not isinstance(data, list):
+            raise ProfileError(f"{where}: must be a list")
+        for index, item in enumerate(data):
+            check(item, schema[0], f"{where}[{index}]")
+    elif schema == ANY_MAPPING:
+        if not isinstance(data, dict) or not all(
+            isinstance(v, (str, int, float, bool)) for v in data.values()
+        ):
+            raise ProfileError(f"{where}: must be a mapping of names to plain values")
+    elif not isinstance(data, schema) or (schema is not bool and isinstance(data, bool)):
+        kinds = schema if isinstance(schema, tuple) else (schema,)
+        names = " or ".join({int: "a number", str: "a string", bool: "true or false"}[k]
+                            for k in kinds)  # fmt: skip
+        raise ProfileError(f"{where}: must be {names}, not {data!r}")
+
+
+def ordered(data: Any, schema: Any = SCHEMA) -> Any:
+    """``data`` with its mappings' keys in schema order: the order the profile prints in."""
+    if isinstance(schema, dict) and isinstance(data, dict):
+        return {key: ordered(data[key], schema[key]) for key in schema if key in data}
+    if isinstance(schema, list) and isinstance(data, list):
+        return [ordered(item, schema[0]) for item in data]
+    return data
+
+
+def base_profile(name: str, platforms: dict[str, dict], host_arch: str) -> dict[str, Any]:
+    """The profile a base name stands for: iso, installer, or a platform profile."""
+    if name == "iso":
+        return {"arch": host_arch, "platform": "metal", "output": {"kind": "iso"}}
+    if name == "installer":
+        return {"arch": host_arch, "platform": "metal", "output": {"kind": "installer"}}
+    if name in platforms:
+        return {"arch": host_arch, "platform": platforms[name]["platform"],
+                "output": {"kind": "image", **image_output(platforms[name])}}  # fmt: skip
+    raise ProfileError(
+        f"unknown imager profile {name!r}",
+        hint="known are iso, installer, " + ", ".join(sorted(platforms)) + ", or - (stdin)",
+    )
+
+
+def image_output(platform: dict) -> dict[str, Any]:
+    return {
+        "outFormat": platform["outFormat"] or "raw",
+        "imageOptions": {"diskSize": platform["diskSize"], "diskFormat": platform["diskFormat"]},
+    }
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the graph is asked: the variables, the asset's target, the command line's."""
+
+    variables: dict[str, str]
+    target: str
+    cmdline_target: str | None
+    arch: str
+
+
+def build_request(profile: dict[str, Any], platforms: dict[str, dict], disk: bool) -> Request:
+    """Translate a checked profile; refuse what this graph cannot build, saying why.
+
+    ``disk``: the command line is a disk image's, whose META is on its partition (the
+    base was a platform profile), not the ISO's, which carries META itself.
+    """
+    arch = profile.get("arch")
+    if arch not in ARCHES:
+        raise ProfileError(f"profile.arch: {arch!r} is not one of {', '.join(ARCHES)}")
+    if profile.get("secureboot"):
+        raise ProfileError(
+            "profile.secureboot: secure boot images are not built by this graph yet",
+            hint="drop secureboot, or set it to false",
+        )
+    output = profile.get("output") or {}
+    kind = output.get("kind")
+    if kind not in KINDS:
+        raise ProfileError(f"profile.output.kind: {kind!r} is not one of {', '.join(KINDS)}")
+    platform = profile.get("platform", "metal")
+    name = _profile_named(platform, platforms)
+    if kind in ("iso", "installer", "kernel", "initramfs") and platform != "metal":
+        raise ProfileError(
+            f"profile.platform: {kind} assets are built for metal, not {platform!r}",
+            hint="leave --platform out, or use output kind image or cmdline",
+        )
+    if kind == "image":
+        _check_image_output(output, platforms[name], name)
+    custom = profile.get("customization") or {}
+    inputs = profile.get("input") or {}
+    overlay = profile.get("overlay") or {}
+    options = overlay.get("options") or {}
+    values = {
+        "PLATFORM": f"linux/{arch}",
+        "KERNEL_ARGS": shlex.join(custom.get("extraKernelArgs", [])),
+        "META": shlex.join(f"{m['key']}={m['value']}" for m in custom.get("metaContents", [])),
+        "SYSTEM_EXTENSIONS": shlex.join(map(_extension, inputs.get("systemExtensions", []))),
+        "OVERLAY_IMAGE": (overlay.get("image") or {}).get("imageRef", ""),
+        "OVERLAY_NAME": overlay.get("name", ""),
+        "OVERLAY_OPTIONS": shlex.join(f"{k}={v}" for k, v in options.items()),
+        "CUSTOMIZATION": _files(custom.get("rootfs", {}).get("files", "")),
+        "RM": shlex.join(custom.get("rootfs", {}).get("remove", [])),
+        "IMAGER_IMAGE": _imager_image(inputs),
+    }
+    for variable in flags.BY_VARIABLE:
+        try:
+            values[variable] = flags.canonical(variable, values[variable])
+        except ValueError as err:
+            raise ProfileError(f"profile: {flags.BY_VARIABLE[variable].option}: {err}") from None
+    if inputs.get("baseInstaller"):
+        raise ProfileError(
+            "profile.input.baseInstaller: this graph builds the installer from its own"
+            " installer-base; another base image is not supported yet",
+            hint="drop input.baseInstaller (--base-installer-image)",
+        )
+    if profile.get("version"):
+        values["TAG"] = profile["version"]
+    target = {"iso": "iso", "installer": "installer-image", "kernel": "kernel",
+              "initramfs": "initramfs", "image": f"image-{name}"}.get(kind)  # fmt: skip
+    iso = kind in ("iso", "kernel", "initramfs") or (kind == "cmdline" and not disk)
+    cmdline = "iso-cmdline" if iso else f"cmdline-{name}"
+    if kind == "installer":
+        cmdline = None
+    return Request(values, target or cmdline, cmdline, arch)
+
+
+def _profile_named(platform: str, platforms: dict[str, dict]) -> str:
+    for name in sorted(platforms, key=lambda n: (n != platform, len(n), n)):
+        if platforms[name]["platform"] == platform:
+            return name
+    raise ProfileError(
+        f"profile.platform: unknown platform {platform!r}",
+        hint="known are " + ", ".join(sorted({p["platform"] for p in platforms.values()})),
+    )
+
+
+def _check_image_output(output: dict, platform: dict, name: str) -> None:
+    """An image's format and size are its profile's: refuse a profile that says otherwise."""
+    wanted = image_output(platform)
+    fields = [("outFormat", output.get("outFormat"), wanted["outFormat"])]
+    for key, value in (output.get("imageOptions") or {}).items():
+        fields.append((f"imageOptions.{key}", value, wanted["imageOptions"][key]))
+    for field, value, expected in fields:
+        if value is not None and str(value) != str(expected):
+            raise ProfileError(
+                f"profile.output.{field}: {value!r} differs from profile {name!r}, which"
+                f" builds {expected!r}",
+                hint=f"add a profile file under targets/profiles/ with {field.split('.')[-1]}:"
+                f" {value} (a new profile is a file of data)",
+            )
+
+
+def _extension(entry: dict[str, str]) -> str:
+    if ("imageRef" in entry) == ("tarballPath" in entry):
+        raise ProfileError(
+            "profile.input.systemExtensions: each entry has one of imageRef, tarballPath"
+        )
+    if "imageRef" in entry:
+        return entry["imageRef"]
+    path = Path(entry["tarballPath"]).expanduser().resolve()
+    if path.suffix != ".tar" or not path.is_file():
+        raise ProfileError(
+            f"profile.input.systemExtensions: tarballPath {entry['tarballPath']!r} is not"
+            " a .tar file",
+            hint="give the path of an extension tarball (manifest.yaml and rootfs/ at its top)",
+        )
+    return str(path)
+
+
+def _files(text: str) -> str:
+    if not text or not text.startswith((".", "/", "~")):
+        return text
+    return str(Path(text).expanduser().resolve())
+
+
+def _imager_image(inputs: dict[str, Any]) -> str:
+    refs = {(inputs.get(k) or {}).get("imageRef", "") for k in ("kernel", "initramfs")}
+    if len(refs) > 1:
+        raise ProfileError(
+            "profile.input: kernel and initramfs must come from the same imager image",
+            hint="give both the same imageRef, or neither",
+        )
+    for key in ("kernel", "initramfs"):
+        if (inputs.get(key) or {}).get("path"):
+            raise ProfileError(
+                f"profile.input.{key}.path: this graph builds the {key} (or takes it from an"
+                " imager image, imageRef); a path is not an input here",
+                hint=f"drop input.{key}.path",
+            )
+    return refs.pop()

@@ -1,0 +1,119 @@
+"""``buildgraph imager``: profiles, flags, and the one cache it shares with doit.
+
+The fast tests build command lines only (no packages needed); the boot of a customized
+ISO and disk is in test_imager_boot.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from project import REPO, doit, imager, statuses
+
+from buildgraph.imager.flags import parse_imager_args
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copytree(REPO / "targets", root / "targets")
+    for name in ("dodo.py", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    return root
+
+
+def _fails(done, *expected: str) -> None:
+    assert done.returncode != 0, done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.startswith("buildgraph: error:")]
+    assert len(errors) == 1, done.stderr
+    for text in expected:
+        assert text in done.stderr, done.stderr
+
+
+def test_the_profile_is_printed_then_the_command_line_and_the_asset(repo, tmp_path):
+    args = ["--arch", "amd64", "--extra-kernel-arg", "net.ifnames=0",
+            "--extra-kernel-arg=-console", "--extra-kernel-arg=console=ttyS1"]  # fmt: skip
+    done = imager(repo, tmp_path / "cache", "metal", "--output-kind", "cmdline", *args)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:4] == ["profile ready:", "arch: amd64", "platform: metal", "customization:"]
+    line = (repo / "_out" / "cmdline-metal-amd64").read_text().strip()
+    assert f"kernel command line: {line}" in lines
+    assert lines[-1] == f"output asset path: {repo / '_out' / 'cmdline-metal-amd64'}"
+    # The seed's example: console=ttyS1 where the consoles stood, net.ifnames=0 at the end.
+    assert line.startswith("buildgraph.platform=metal console=ttyS1 init_on_alloc=1")
+    assert line.endswith(" net.ifnames=0")
+
+
+def test_an_imager_run_and_the_same_doit_build_share_the_cache(repo, tmp_path):
+    cache = tmp_path / "cache"
+    flags = "--extra-kernel-arg=quiet --meta 0xa=hello --extra-kernel-arg=-console"
+    done = doit(repo, cache, "iso-cmdline", "PLATFORM=linux/amd64", f"IMAGER_ARGS={flags}")
+    assert done.returncode == 0, done.stderr
+    assert set(statuses(done.stderr).values()) == {"built"}
+    # Same flags in another spelling (META key in decimal): nothing to build.
+    again = imager(repo, cache, "iso", "--arch=amd64", "--output-kind=cmdline",
+                   "--extra-kernel-arg", "quiet -console", "--meta", "10=hello")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert set(statuses(again.stderr).values()) == {"cached"}, again.stderr
+    line = (repo / "_out" / "iso-cmdline-amd64").read_text()
+    assert "buildgraph.meta=" in line and "console=" not in line
+
+
+def test_output_copies_the_asset_to_a_directory(repo, tmp_path):
+    done = imager(repo, tmp_path / "cache", "aws", "--arch=arm64", "--output-kind=cmdline",
+                  "--output", str(tmp_path / "assets"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    copied = tmp_path / "assets" / "cmdline-aws-arm64"
+    assert done.stdout.splitlines()[-1] == f"output asset path: {copied}"
+    assert copied.read_text() == (repo / "_out" / "cmdline-aws-arm64").read_text()
+    assert "buildgraph.platform=aws" in copied.read_text()
+
+
+def test_a_profile_from_stdin_with_an_unknown_field_fails_naming_it(repo, tmp_path):
+    profile = "arch: amd64\noutput: {kind: iso}\ncustomization: {extraKernelArgs: [], bogus: 1}\n"
+    done = imager(repo, tmp_path / "cache", "-", stdin=profile)
+    _fails(done, "profile.customization: unknown field 'bogus'", "extraKernelArgs")
+    assert not (repo / "_out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["nosuch"], None, "unknown imager profile 'nosuch'"),
+        (["-"], "arch: [1\n", "the profile on stdin is not YAML"),
+        (["-"], "arch: amd64\noutput: {kind: floppy}\n", "profile.output.kind: 'floppy'"),
+        (["-"], "arch: amd64\nsecureboot: true\noutput: {kind: iso}\n", "secure boot"),
+        (["-"], "arch: s390x\noutput: {kind: iso}\n", "profile.arch: 's390x'"),
+        (["-"], "arch: amd64\noutput: {kind: iso}\ninput: {systemExtensions: [{}]}\n",
+         "each entry has one of imageRef, tarballPath"),
+        (["-"], "arch: amd64\noutput: {kind: image, outFormat: .xz}\n",
+         "profile.output.outFormat: '.xz' differs from profile 'metal'"),
+        (["iso", "--platform=aws"], None, "iso assets are built for metal"),
+        (["iso", "--meta", "0x1ff=x"], None, "--meta"),
+        (["iso", "--overlay-option", "novalue"], None, "is not KEY=VALUE"),
+        (["iso", "--system-extension-image", "Bad:Ref"], None, "bad image reference"),
+        (["iso", "--base-installer-image", "local/me/installer:v1"], None,
+         "profile.input.baseInstaller"),
+    ],
+)  # fmt: skip
+def test_bad_profiles_and_flags_stop_before_anything_is_built(repo, tmp_path, args, stdin,
+                                                              message):  # fmt: skip
+    _fails(imager(repo, tmp_path / "cache", *args, stdin=stdin), message)
+    assert not (repo / "_out").exists()
+
+
+def test_imager_args_take_the_same_flags_and_canonical_values():
+    found = parse_imager_args(
+        "--meta 10=a --meta 0x1=b --overlay-option z=1 --overlay-option a=2"
+        " --extra-kernel-arg 'x=1 y' --system-extension-image local/me/ext:v1"
+    )
+    assert found == {
+        "META": "0x1=b 0xa=a",
+        "OVERLAY_OPTIONS": "a=2 z=1",
+        "KERNEL_ARGS": "x=1 y",
+        "SYSTEM_EXTENSIONS": "local/me/ext:v1",
+    }

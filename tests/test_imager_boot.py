@@ -1,0 +1,110 @@
+"""A customized ISO and metal disk, built by ``buildgraph imager`` and booted in qemu.
+
+Both carry the two example extensions (one from the embedded store, one as a tarball),
+a root filesystem customization that adds a file and removes one, and META 0xa=hello:
+the ISO on its command line, the disk in its META partition (read by the init). The
+disk also has the example overlay, whose option reaches the kernel command line.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from project import imager
+from qemu import banner, boot_disk, boot_iso
+from realgraph import build, built, clone
+
+pytestmark = pytest.mark.slow
+STORE = "local/buildgraph"  # the test env has no USER: USERNAME defaults to buildgraph
+LS = "/usr/local/bin,/usr/lib/firmware/buildgraph,/etc/added.txt,/bin/dmesg"
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("imager")
+    root, cache = clone(base / "repo"), base / "cache"
+    build(root, cache, "examples", "PLATFORM=linux/amd64")
+    firmware = base / "firmware.tar"
+    subprocess.run(["tar", "-C", root / "targets/extensions/firmware", "-cf", firmware,
+                    "manifest.yaml", "rootfs"], check=True)  # fmt: skip
+    custom = base / "custom"
+    (custom / "etc").mkdir(parents=True)
+    (custom / "etc" / "added.txt").write_text("added by the customization\n")
+    profile = {
+        "arch": "amd64",
+        "customization": {
+            "extraKernelArgs": ["buildgraph.poweroff=1", "panic=1", f"buildgraph.ls={LS}"],
+            "metaContents": [{"key": "0xa", "value": "hello"}],
+            "rootfs": {"files": str(custom), "remove": ["/bin/dmesg"]},
+        },
+        "input": {
+            "systemExtensions": [
+                {"imageRef": f"{STORE}/ext-hello:v1.0.0"},
+                {"tarballPath": str(firmware)},
+            ]
+        },
+        "output": {"kind": "iso"},
+    }
+    runs = {}
+    for name, kind in (("iso", "iso"), ("iso-cmdline", "cmdline")):
+        runs[name] = _imager(root, cache, {**profile, "output": {"kind": kind}})
+    disk = {**profile, "platform": "metal", "output": {"kind": "image"},
+            "overlay": {"image": {"imageRef": f"{STORE}/overlay-example:v1.0.0"},
+                        "options": {"board": "qemu"}}}  # fmt: skip
+    runs["disk"] = _imager(root, cache, disk)
+    return {"root": root, "cache": cache, "runs": runs, "firmware": firmware, "custom": custom}
+
+
+def _imager(root: Path, cache: Path, profile: dict) -> subprocess.CompletedProcess:
+    done = imager(root, cache, "-", stdin=yaml.safe_dump(profile))
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    return done
+
+
+def _asset(done: subprocess.CompletedProcess) -> Path:
+    return Path(done.stdout.splitlines()[-1].removeprefix("output asset path: "))
+
+
+def _check_customized(console: str, fields: dict[str, str]) -> None:
+    assert fields["extensions"] == "hello@1.0.0,firmware@1.0.0"
+    assert fields["meta"] == "0xa=hello"
+    lines = set(re.findall(r"^ls .*$", console, re.MULTILINE))
+    assert "ls /usr/local/bin: dir hello" in lines, console
+    assert "ls /usr/lib/firmware/buildgraph: dir example-1.bin example-2.bin" in lines
+    assert "ls /etc/added.txt: file 27" in lines
+    assert "ls /bin/dmesg: absent" in lines
+
+
+def test_a_customized_iso_boots_with_extensions_meta_and_files(made) -> None:
+    iso = _asset(made["runs"]["iso"])
+    assert iso.name == "metal-amd64.iso"
+    console = boot_iso(iso, "amd64", "bios")
+    fields = banner(console)
+    _check_customized(console, fields)
+    # --output-kind cmdline writes exactly the line the booted system shows.
+    assert fields["cmdline"] == _asset(made["runs"]["iso-cmdline"]).read_text().strip()
+    assert "buildgraph.meta=" in fields["cmdline"]
+
+
+def test_a_customized_metal_disk_reads_meta_from_its_partition(made, tmp_path: Path) -> None:
+    image = _asset(made["runs"]["disk"])
+    assert image.name == "metal-amd64.raw.zst"
+    disk = tmp_path / "metal.raw"
+    subprocess.run(["zstd", "-d", "-q", "--sparse", str(image), "-o", str(disk)], check=True)
+    console = boot_disk(disk, "amd64", "uefi")
+    fields = banner(console)
+    _check_customized(console, fields)
+    assert "buildgraph.meta=" not in fields["cmdline"]  # so META came from the partition
+    assert "buildgraph.board=qemu" in fields["cmdline"]  # the overlay's option
+
+
+def test_the_same_build_through_doit_is_all_cached(made) -> None:
+    runs = build(made["root"], made["cache"], "iso", "PLATFORM=linux/amd64",
+                 f"KERNEL_ARGS=buildgraph.poweroff=1 panic=1 buildgraph.ls={LS}",
+                 "META=10=hello", "RM=/bin/dmesg", f"CUSTOMIZATION={made['custom']}",
+                 f"SYSTEM_EXTENSIONS={STORE}/ext-hello:v1.0.0 {made['firmware']}")  # fmt: skip
+    assert built(runs) == set(), runs
