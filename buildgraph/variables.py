@@ -293,6 +293,7 @@ TABLE: tuple[Variable, ...] = (
             ("OVERLAY_IMAGE", "overlay image (--overlay-image)"),
             ("OVERLAY_NAME", "overlay name (--overlay-name)"),
             ("OVERLAY_OPTIONS", "overlay options, KEY=VALUE words (--overlay-option)"),
+            ("BASE_INSTALLER_IMAGE", "installer base image (--base-installer-image)"),
         )
     ),
     Variable(

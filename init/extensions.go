@@ -17,7 +17,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strings"
 	"syscall"
@@ -40,14 +39,11 @@ func (e extension) String() string {
 
 // readExtensions reads the list; a missing file means no extensions.
 func readExtensions(file string) ([]extension, error) {
-	text, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	text, err := readIfExists(file)
 	if err != nil {
 		return nil, err
 	}
-	return parseExtensions(string(text))
+	return parseExtensions(text)
 }
 
 // parseExtensions reads the layers of an extensions.yaml in order.

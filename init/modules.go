@@ -49,14 +49,20 @@ func (m module) compressed() bool {
 // readLoadList reads the list; a missing list means no modules (a kernel with
 // everything built in).
 func readLoadList(file string) ([]module, error) {
-	text, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	text, err := readIfExists(file)
 	if err != nil {
 		return nil, err
 	}
-	return parseLoadList(string(text))
+	return parseLoadList(text)
+}
+
+// readIfExists is the file's text, or "" when there is no such file.
+func readIfExists(file string) (string, error) {
+	text, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	return string(text), err
 }
 
 // parseLoadList keeps the list's order: it is the load order.

@@ -72,8 +72,8 @@ def test_independent_readers_agree(tree, tmp_path: Path) -> None:
     assert "squashfs-root/bin/busybox" in files and "squashfs-root/etc/os-release" in files
 
 
-ISO = {"pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs",
-       "cmdline-metal", "iso"}  # fmt: skip
+ISO = {"pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs-base",
+       "initramfs", "cmdline-metal", "iso-cmdline", "iso"}  # fmt: skip
 
 
 def _amd64(*targets: str) -> set[str]:
@@ -83,7 +83,7 @@ def _amd64(*targets: str) -> set[str]:
 def test_goamd64_rebuilds_the_init_and_what_holds_it_never_the_kernel(tree) -> None:
     root, cache = tree
     assert built(build(root, cache, "iso", ARGS, "GOAMD64=v3")) == _amd64(
-        "init", "initramfs", "iso"
+        "init", "initramfs-base", "initramfs", "iso"
     )
     assert built(build(root, cache, "iso", ARGS)) == set()
 
@@ -92,6 +92,6 @@ def test_an_extra_kernel_arg_rebuilds_only_cmdline_and_iso(tree) -> None:
     root, cache = tree
     more = f"IMAGER_ARGS={TEST_ARGS} --extra-kernel-arg=net.ifnames=0"
     result = build(root, cache, "iso", more)
-    assert built(result) == _amd64("cmdline-metal", "iso")
+    assert built(result) == _amd64("cmdline-metal", "iso-cmdline", "iso")
     assert set(result) == _amd64(*ISO)
     assert built(build(root, cache, "iso", ARGS)) == set()

@@ -6,12 +6,15 @@ which steps run (the second build runs two steps at a time). TAG and SOURCE_DATE
 are the same, as tests/project.py fixes them.
 
 Disk images of every format and compression come from profiles added to both clones,
-as a user adds a platform; their disks are as small as the partitions allow.
+as a user adds a platform; their disks are as small as the partitions allow. The assets
+are customized as the imager does it: a system extension (as a tarball), a rootfs
+customization adding a file and removing one, and a META value.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,8 @@ ARCHES = ("amd64", "arm64")
 OUTPUTS = {
     "kernel": "vmlinuz-{arch}",
     "initramfs": "initramfs-{arch}.xz",
+    "rootfs": "rootfs-{arch}.sqsh",
+    "extensions": "extensions-{arch}.cpio.xz",
     "iso": "metal-{arch}.iso",
     "image-repro-raw": "repro-raw-{arch}.raw",
     "installer-image": "installer-{arch}.tar",
@@ -52,6 +57,20 @@ def _add_profiles(root: Path) -> None:
         )
 
 
+CUSTOMIZED = ("SYSTEM_EXTENSIONS=custom/hello.tar", "CUSTOMIZATION=./custom/files",
+              "RM=/bin/dmesg", "META=0xa=hello")  # fmt: skip
+
+
+def _add_customization(root: Path) -> None:
+    """The hello example as a tarball (made here: its bytes differ per clone, its files
+    not), and a directory of files for the rootfs."""
+    custom = root / "custom"
+    (custom / "files" / "etc").mkdir(parents=True)
+    (custom / "files" / "etc" / "added.txt").write_text("added\n")
+    with tarfile.open(custom / "hello.tar", "w") as tar:
+        tar.add(root / "targets" / "extensions" / "hello", arcname=".")
+
+
 @pytest.fixture(scope="module")
 def outs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     dirs = []
@@ -59,13 +78,14 @@ def outs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         base = tmp_path_factory.mktemp(side)
         root, cache = clone(base / "repo"), base / "cache"
         _add_profiles(root)
+        _add_customization(root)
         result = build(root, cache, *jobs, "iso", "kernel", "initramfs", *AMD64_IMAGES,
                        "image-repro-raw:arm64", *INDEXES, "PLATFORM=linux/amd64,linux/arm64",
-                       "ZSTD_LEVEL=3", "USERNAME=me")  # fmt: skip
+                       "ZSTD_LEVEL=3", "USERNAME=me", *CUSTOMIZED)  # fmt: skip
         # Each build made every node itself: no step output came from the other's cache.
         assert set(result.values()) == {"built"}, result
         images = 1 + 3 * len(ARCHES) + len(INDEXES)  # the installer program, archives, indexes
-        assert len(result) == 9 * len(ARCHES) + 3 * len(FORMATS) + 3 + images
+        assert len(result) == 13 * len(ARCHES) + 3 * len(FORMATS) + 3 + images
         dirs.append(root / "_out")
     return dirs[0], dirs[1]
 

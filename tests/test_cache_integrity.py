@@ -241,7 +241,7 @@ def test_dollar_dollar_is_a_literal_dollar(tmp_path):
     ("outputs", "message"),
     [
         ('["a/b.txt", "a"]', "one is a directory of the other"),
-        ('["x${IMAGER_ARGS}"]', "must be a relative path inside _out/"),
+        ('["x${KERNEL_ARGS}"]', "must be a relative path inside _out/"),
     ],
 )
 def test_outputs_that_cannot_coexist_or_escape_are_refused(tmp_path, outputs, message):
@@ -253,7 +253,7 @@ def test_outputs_that_cannot_coexist_or_escape_are_refused(tmp_path, outputs, me
     """
     root = make_project(tmp_path / "repo", spec)
     with pytest.raises(SpecError, match=message):
-        build(root, tmp_path / "cache", ["top"], IMAGER_ARGS="/../../escape")
+        build(root, tmp_path / "cache", ["top"], KERNEL_ARGS="/../../escape")
     assert not (root / "_out").exists()
 
 

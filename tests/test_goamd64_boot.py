@@ -30,7 +30,9 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path
     for level in LEVELS:
         result = build(root, cache, "iso", "PLATFORM=linux/amd64", f"IMAGER_ARGS={TEST_ARGS}",
                        f"GOAMD64={level}")  # fmt: skip
-        assert {"init:amd64", "initramfs:amd64", "iso:amd64"} <= built(result)
+        assert {"init:amd64", "initramfs-base:amd64", "initramfs:amd64", "iso:amd64"} <= built(
+            result
+        )
         found[level] = {}
         for kind, name in (("iso", "metal-amd64.iso"), ("init", "init-amd64")):
             found[level][kind] = base / f"{level}-{name}"

@@ -96,8 +96,7 @@ def test_a_profile_from_stdin_with_an_unknown_field_fails_naming_it(repo, tmp_pa
         (["iso", "--meta", "0x1ff=x"], None, "--meta"),
         (["iso", "--overlay-option", "novalue"], None, "is not KEY=VALUE"),
         (["iso", "--system-extension-image", "Bad:Ref"], None, "bad image reference"),
-        (["iso", "--base-installer-image", "local/me/installer:v1"], None,
-         "profile.input.baseInstaller"),
+        (["iso", "--base-installer-image", "Bad:Ref"], None, "--base-installer-image"),
     ],
 )  # fmt: skip
 def test_bad_profiles_and_flags_stop_before_anything_is_built(repo, tmp_path, args, stdin,
@@ -117,3 +116,13 @@ def test_imager_args_take_the_same_flags_and_canonical_values():
         "KERNEL_ARGS": "x=1 y",
         "SYSTEM_EXTENSIONS": "local/me/ext:v1",
     }
+
+
+def test_rootfs_customization_is_refused_with_an_imager_image(tmp_path):
+    from buildgraph.errors import BuildgraphError
+    from buildgraph.steps import Probe, load_builtin
+
+    probe = load_builtin()["initramfs"].probe
+    params = {"image": "local/me/imager:v1", "rootfs_edits": "/bin/dmesg"}
+    with pytest.raises(BuildgraphError, match="CUSTOMIZATION and RM change a root filesystem"):
+        probe(Probe(params, "amd64", tmp_path, tmp_path / "cache"))

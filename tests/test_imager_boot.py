@@ -16,7 +16,7 @@ import pytest
 import yaml
 from project import imager
 from qemu import banner, boot_disk, boot_iso
-from realgraph import build, built, clone
+from realgraph import build, built, clone, sha256
 
 pytestmark = pytest.mark.slow
 STORE = "local/buildgraph"  # the test env has no USER: USERNAME defaults to buildgraph
@@ -108,3 +108,19 @@ def test_the_same_build_through_doit_is_all_cached(made) -> None:
                  "META=10=hello", "RM=/bin/dmesg", f"CUSTOMIZATION={made['custom']}",
                  f"SYSTEM_EXTENSIONS={STORE}/ext-hello:v1.0.0 {made['firmware']}")  # fmt: skip
     assert built(runs) == set(), runs
+
+
+def test_an_installer_on_a_base_installer_image_equals_the_one_built_on_installer_base(
+    made,
+) -> None:
+    root, cache = made["root"], made["cache"]
+    build(root, cache, "installer-base", "PLATFORM=linux/amd64")
+    done = imager(root, cache, "installer", "--arch=amd64",
+                  f"--base-installer-image={STORE}/installer-base:v1.0.0")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    asset = _asset(done)
+    assert asset.name == "installer-amd64.tar"
+    on_base = sha256(asset)
+    runs = build(root, cache, "installer-image", "PLATFORM=linux/amd64")
+    assert "installer-image:amd64" in built(runs)  # another node: its base is a dependency
+    assert sha256(root / "_out" / "installer-amd64.tar") == on_base

@@ -27,7 +27,8 @@ from buildgraph.oci.layout import Image, Layout
 
 pytestmark = pytest.mark.slow
 AMD64 = "PLATFORM=linux/amd64"
-KERNEL_CHAIN = {"pkg-kernel:amd64", "kernel:amd64", "initramfs:amd64", "iso:amd64"}
+KERNEL_CHAIN = {"pkg-kernel:amd64", "kernel:amd64", "initramfs-base:amd64", "initramfs:amd64",
+                "iso:amd64"}  # fmt: skip
 
 
 class _Padded:
@@ -104,7 +105,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory):
     assert built(build(root, cache, "iso", AMD64)) == {
         f"{target}:amd64"
         for target in ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs",
-                       "initramfs", "cmdline-metal", "iso")
+                       "initramfs-base", "initramfs", "cmdline-metal", "iso-cmdline", "iso")
     }  # fmt: skip
     out = root / "_out"
     kernel_package = shutil.copyfile(out / "pkgs" / "kernel-amd64.tar", base / "kernel.tar")

@@ -34,8 +34,6 @@ def add_parser(sub: Any) -> None:
     cmd.add_argument("--platform", help="the platform whose command line is used")
     cmd.add_argument("--output", type=Path, help="directory to copy the asset to (default: _out)")
     cmd.add_argument("--output-kind", choices=KINDS, help="build this kind of asset instead")
-    cmd.add_argument("--base-installer-image", metavar="REF",
-                     help="installer image to build the installer from")  # fmt: skip
     flags.add_to(cmd)
     cmd.set_defaults(func=run)
 
@@ -104,12 +102,12 @@ def _resolve(args: argparse.Namespace, platforms: dict[str, dict]) -> dict[str, 
         given = flags.to_variables(args)
     except ValueError as err:
         raise ProfileError(str(err)) from None
-    _apply(profile, given, args.base_installer_image)
+    _apply(profile, given)
     check(profile)
     return profile
 
 
-def _apply(profile: dict[str, Any], given: dict[str, str], base_installer: str | None) -> None:
+def _apply(profile: dict[str, Any], given: dict[str, str]) -> None:
     import shlex
 
     custom = profile.setdefault("customization", {})
@@ -122,8 +120,8 @@ def _apply(profile: dict[str, Any], given: dict[str, str], base_installer: str |
     for ref in words.get("SYSTEM_EXTENSIONS", []):
         entry = {"tarballPath": ref} if ref.endswith(".tar") else {"imageRef": ref}
         inputs.setdefault("systemExtensions", []).append(entry)
-    if base_installer:
-        inputs["baseInstaller"] = {"imageRef": base_installer}
+    if "BASE_INSTALLER_IMAGE" in given:
+        inputs["baseInstaller"] = {"imageRef": given["BASE_INSTALLER_IMAGE"]}
     if "OVERLAY_IMAGE" in given or "OVERLAY_NAME" in given or "OVERLAY_OPTIONS" in given:
         overlay = profile.setdefault("overlay", {})
         if "OVERLAY_NAME" in given:
@@ -133,8 +131,8 @@ def _apply(profile: dict[str, Any], given: dict[str, str], base_installer: str |
         for word in words.get("OVERLAY_OPTIONS", []):
             key, value = word.split("=", 1)
             overlay.setdefault("options", {})[key] = value
+    if not custom["extraKernelArgs"]:
+        del custom["extraKernelArgs"]
     for section in ("customization", "input"):
         if not profile[section]:
             del profile[section]
-    if not custom.get("extraKernelArgs") and "customization" in profile:
-        custom.pop("extraKernelArgs", None)

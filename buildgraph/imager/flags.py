@@ -60,13 +60,17 @@ def _overlay_name(words: list[str]) -> list[str]:
     return words
 
 
-def _images(words: list[str]) -> list[str]:
-    """Image references, or (for extensions) paths to ``.tar`` files."""
+def _extensions(words: list[str]) -> list[str]:
+    """Image references, or paths to ``.tar`` files."""
+    _refs([word for word in words if not word.endswith(".tar")])
+    return words
+
+
+def _refs(words: list[str]) -> list[str]:
     from ..oci.reference import parse
 
     for word in words:
-        if not word.endswith(".tar"):
-            parse(word)
+        parse(word)
     return words
 
 
@@ -90,13 +94,16 @@ FLAGS: tuple[Flag, ...] = (
          "an initial META value; KEY is 0..255 in any base (0xa)", _meta),
     Flag("--system-extension-image", "SYSTEM_EXTENSIONS", "REF",
          "a system extension: an OCI image reference, or a path to an extension .tar",
-         _images),
+         _extensions),
     Flag("--overlay-image", "OVERLAY_IMAGE", "REF", "an overlay image reference",
-         lambda words: _images(_one(words)), repeatable=False),
+         lambda words: _refs(_one(words)), repeatable=False),
     Flag("--overlay-name", "OVERLAY_NAME", "NAME", "the overlay's name", _overlay_name,
          repeatable=False),
     Flag("--overlay-option", "OVERLAY_OPTIONS", "KEY=VALUE", "an option for the overlay",
          _options),
+    Flag("--base-installer-image", "BASE_INSTALLER_IMAGE", "REF",
+         "the image an installer is built on, instead of this build's installer-base",
+         lambda words: _refs(_one(words)), repeatable=False),
 )  # fmt: skip
 BY_VARIABLE = {flag.variable: flag for flag in FLAGS}
 

@@ -163,18 +163,13 @@ def build_request(profile: dict[str, Any], platforms: dict[str, dict], disk: boo
         "CUSTOMIZATION": _files(custom.get("rootfs", {}).get("files", "")),
         "RM": shlex.join(custom.get("rootfs", {}).get("remove", [])),
         "IMAGER_IMAGE": _imager_image(inputs),
+        "BASE_INSTALLER_IMAGE": (inputs.get("baseInstaller") or {}).get("imageRef", ""),
     }
     for variable in flags.BY_VARIABLE:
         try:
             values[variable] = flags.canonical(variable, values[variable])
         except ValueError as err:
             raise ProfileError(f"profile: {flags.BY_VARIABLE[variable].option}: {err}") from None
-    if inputs.get("baseInstaller"):
-        raise ProfileError(
-            "profile.input.baseInstaller: this graph builds the installer from its own"
-            " installer-base; another base image is not supported yet",
-            hint="drop input.baseInstaller (--base-installer-image)",
-        )
     if profile.get("version"):
         values["TAG"] = profile["version"]
     target = {"iso": "iso", "installer": "installer-image", "kernel": "kernel",

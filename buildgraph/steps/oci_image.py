@@ -2,7 +2,8 @@
 
 ``oci-image`` makes one arch's image and writes it as an OCI archive (an image layout in
 a tar, what ``skopeo copy oci-archive:...`` reads): the layers of a ``base`` image (an
-``oci-image`` dependency) as they are, then one layer per entry of params.layers, each
+``oci-image`` dependency, or the image params.base_image names: BASE_INSTALLER_IMAGE,
+resolved to a digest by the probe) as they are, then one layer per entry of params.layers, each
 either a dependency's tar taken as it is (``tar: pkg-grub``), a directory of the repo
 (``tree: targets/extensions/hello``, its files listed in the target's sources; modes 0755
 or 0644 from each file's exec bit, directories 0755), or dependency outputs placed
@@ -63,7 +64,38 @@ def _created(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-@step("oci-image", version=1, check=_check_image)
+def _probe_image(probe: Probe) -> str:
+    from .imagefile import probe_ref
+
+    return probe_ref(probe, probe.params.get("base_image") or "", "BASE_INSTALLER_IMAGE")
+
+
+def _base(ctx: StepContext, work: Path) -> tuple[list[Path], dict[str, Any]]:
+    """The base image's layers and config: a dependency's archive, or params.base_image."""
+    params = ctx.params
+    if params.get("base_image"):
+        from ..oci.layout import Layout
+        from .imagefile import _ref
+        from .package import stored_manifest
+
+        assert ctx.cache_dir is not None
+        text = params["base_image"]
+        store = Layout(ctx.cache_dir / "oci")
+        probed = ctx.probed or _probe_image(Probe(params, ctx.arch, ctx.root, ctx.cache_dir))
+        manifest = stored_manifest(ctx, store, _ref(text, "BASE_INSTALLER_IMAGE"), probed)
+        if manifest is None:
+            raise BuildgraphError(f"BASE_INSTALLER_IMAGE {text} has no linux/{ctx.arch} image")
+        base = store
+    elif params.get("base"):
+        base = open_archive(ctx.input(params["base"]), work / "base")
+        _entry, manifest = _only_image(base, params["base"])
+    else:
+        return [], {}
+    layers = [base.blob_path(layer["digest"]) for layer in manifest["layers"]]
+    return layers, dict(base.read_json(manifest["config"]["digest"]).get("config") or {})
+
+
+@step("oci-image", version=1, check=_check_image, probe=_probe_image)
 def oci_image(ctx: StepContext) -> None:
     """Stack the base image's layers and the params' layers; write one arch's OCI archive."""
     from ..oci.layout import Image, Layout
@@ -72,13 +104,7 @@ def oci_image(ctx: StepContext) -> None:
     params = ctx.params
     epoch = int(params["epoch"])
     work = ctx.out_dir.parent
-    layers: list[Path] = []
-    config: dict[str, Any] = {}
-    if params.get("base"):
-        base = open_archive(ctx.input(params["base"]), work / "base")
-        _entry, manifest = _only_image(base, params["base"])
-        layers += [base.blob_path(layer["digest"]) for layer in manifest["layers"]]
-        config = dict(base.read_json(manifest["config"]["digest"]).get("config") or {})
+    layers, config = _base(ctx, work)
     for number, layer in enumerate(params.get("layers", [])):
         layers.append(_layer(ctx, layer, work / f"layer-{number}", epoch))
     config.update(params.get("config") or {})
