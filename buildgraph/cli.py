@@ -152,10 +152,11 @@ def _vars(args: argparse.Namespace) -> int:
     names = [row.name for row in variables.TABLE]
     if specs:
         names += [f"PKG_{p.upper().replace('-', '_')}" for p in sorted(specs.packages)]
+    width = max(map(len, names))
     for name in names:
         row = variables.lookup(name, values.packages)
         assert row is not None
-        print(f"{name:<18} {values[name]:<28} ({values.origin(name)}) {row.help}")
+        print(f"{name:<{width}} {values[name]:<28} ({values.origin(name)}) {row.help}")
     return 0
 
 

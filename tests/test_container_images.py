@@ -185,7 +185,7 @@ def test_iso_from_an_imager_image_takes_its_boot_assets_instead_of_building_them
     assert built(result) == {"kernel:amd64", "initramfs-base:amd64"}
     missing = doit(root, cache, "iso", amd64, "IMAGER_IMAGE=local/me/nope:v1", json_log=False)
     assert missing.returncode != 0 and missing.stderr.count("buildgraph: error:") == 1
-    assert "imager image local/me/nope:v1 has no linux/amd64 image" in missing.stderr
+    assert "IMAGER_IMAGE local/me/nope:v1 has no linux/amd64 image" in missing.stderr
 
 
 def test_the_installer_inside_the_image_writes_the_metal_disk(tree, tmp_path: Path) -> None:

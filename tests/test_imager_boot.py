@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project import imager
+from project import REPO, imager
 from qemu import banner, boot_disk, boot_iso
 from realgraph import build, built, clone, sha256
 
@@ -100,6 +100,22 @@ def test_a_customized_metal_disk_reads_meta_from_its_partition(made, tmp_path: P
     _check_customized(console, fields)
     assert "buildgraph.meta=" not in fields["cmdline"]  # so META came from the partition
     assert "buildgraph.board=qemu" in fields["cmdline"]  # the overlay's option
+    # The overlay's boot files and its options are in BOOT.
+    readme = REPO / "targets/overlays/example/boot/overlay/README.txt"
+    assert _boot_file(disk, "overlay/README.txt") == readme.read_bytes()
+    options = yaml.safe_load(_boot_file(disk, "overlay/options.yaml"))
+    assert options == {"name": "example", "options": {"board": "qemu"}}
+
+
+def _boot_file(disk: Path, path: str) -> bytes:
+    """A file of the BOOT partition, read by debugfs at the partition's offset."""
+    table = subprocess.run(["sgdisk", "-p", str(disk)], capture_output=True, text=True,
+                           check=True).stdout  # fmt: skip
+    (first,) = [int(line.split()[1]) for line in table.splitlines() if line.endswith(" BOOT")]
+    done = subprocess.run(["debugfs", "-R", f"cat /{path}", f"{disk}?offset={first * 512}"],
+                          capture_output=True, check=True)  # fmt: skip
+    assert done.stdout, f"BOOT has no /{path}: {done.stderr.decode()}"
+    return done.stdout
 
 
 def test_the_same_build_through_doit_is_all_cached(made) -> None:

@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from project import FIXED, REPO, make_project
 from project import build as build_in_process
 from realgraph import build, clone, sha256
@@ -32,18 +33,10 @@ from buildgraph import tools, variables
 from buildgraph.errors import StepFailedError
 from buildgraph.steps import REGISTRY, StepContext
 
-SOURCES = [
-    "installer/__main__.py",
-    "buildgraph/__init__.py",
-    "buildgraph/errors.py",
-    "buildgraph/steps/__init__.py",
-    "buildgraph/steps/disk.py",
-    "buildgraph/steps/grub.py",
-    "buildgraph/formats/__init__.py",
-    "buildgraph/formats/biosboot.py",
-    "buildgraph/formats/sparse.py",
-    "buildgraph/formats/untar.py",
-]
+# The program's files, as targets/images.yaml lists them for the installer-program target.
+SOURCES = yaml.safe_load((REPO / "targets/images.yaml").read_text())["targets"][
+    "installer-program"
+]["sources"]
 TARGET = f"""
 targets:
   installer-program:
