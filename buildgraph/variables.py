@@ -134,8 +134,12 @@ def _flag_value(name: str) -> Validator:
     return check
 
 
+def _is_path(value: str) -> bool:
+    return value.startswith((".", "/"))
+
+
 def _customization(value: str) -> str:
-    if value and not value.startswith((".", "/")):
+    if value and not _is_path(value):
         _reference(value)
     return value
 
@@ -313,6 +317,29 @@ TABLE: tuple[Variable, ...] = (
 )  # fmt: skip
 
 BY_NAME: dict[str, Variable] = {row.name: row for row in TABLE}
+
+
+def rooted(path: str, root: Path) -> str:
+    """One spelling of a path given relative to the repository or absolute: ``./x`` for a
+    path inside the repository, else absolute. ``hello.tar``, ``./hello.tar`` and
+    ``$PWD/hello.tar`` are the same input, so they must be the same key."""
+    full = (root / path).resolve()
+    try:
+        return "./" + full.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(full)
+
+
+def _extension_paths(value: str, root: Path) -> str:
+    words = shlex.split(value)
+    return shlex.join(rooted(w, root) if w.endswith(".tar") else w for w in words)
+
+
+PATH_WORDS: dict[str, Callable[[str, Path], str]] = {
+    "SYSTEM_EXTENSIONS": _extension_paths,
+    "CUSTOMIZATION": lambda value, root: rooted(value, root) if _is_path(value) else value,
+}
+"""Variables whose paths are put in one spelling (relative ones are to the repository)."""
 PKG_PATTERN = re.compile(r"^PKG_([A-Z0-9_]+)$")
 
 
@@ -388,6 +415,8 @@ class Values(Mapping[str, str]):
             value = _checked(row, self.data_defaults[name], "set in targets/ for")
         else:
             value = _checked(row, row.default(self), "defaulted for")
+        if name in PATH_WORDS:
+            value = PATH_WORDS[name](value, self.root)
         self._resolved[name] = value
         return value
 

@@ -92,3 +92,24 @@ def test_defaults_are_computed_only_when_read(tmp_path):
 def test_registry_defaults_follow_registry():
     values = resolve({"REGISTRY": "127.0.0.1:5005"}, {}, ROOT)
     assert values["IMAGE_REGISTRY"] == "127.0.0.1:5005"
+
+
+@pytest.mark.parametrize("spelling", ["ext/hello.tar", "./ext/hello.tar", "{root}/ext/hello.tar",
+                                      "ext/../ext/hello.tar"])  # fmt: skip
+def test_a_path_has_one_spelling_so_one_key(tmp_path, spelling):
+    root = tmp_path / "repo"
+    root.mkdir()
+    word = spelling.format(root=root)
+    values = resolve({"SYSTEM_EXTENSIONS": f"{word} local/me/ext:v1"}, {}, root)
+    assert values["SYSTEM_EXTENSIONS"] == "./ext/hello.tar local/me/ext:v1"
+    via_flags = resolve({"IMAGER_ARGS": f"--system-extension-image={word}"}, {}, root)
+    assert via_flags["SYSTEM_EXTENSIONS"] == "./ext/hello.tar"
+    path = word if word.startswith("/") else f"./{word}"
+    assert resolve({"CUSTOMIZATION": path}, {}, root)["CUSTOMIZATION"] == "./ext/hello.tar"
+
+
+def test_a_path_outside_the_repository_is_absolute(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    values = resolve({"CUSTOMIZATION": "../files"}, {}, root)
+    assert values["CUSTOMIZATION"] == str(tmp_path / "files")
