@@ -10,9 +10,10 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -92,3 +93,33 @@ def write_section(begin: str, end: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     REPORT.write_text(text)
+
+
+def raw_iso_script(params: Mapping[str, Any], out: Mapping[str, str], cmdline: str) -> str:
+    """bench/boot.py's raw iso script (``boot.Raw._iso``) for an iso node's ``params``:
+    ``out`` names its inputs (``pkg-grub``, ``kernel``, ``initramfs``) and its output
+    (``iso``), relative to the directory it runs in, or absolute. ``boot.Raw()`` plans the
+    whole iso graph of bench/boot.py's clone; this needs none of that."""
+    from boot import Raw
+
+    raw = object.__new__(Raw)
+    raw.params, raw.out = {"iso": dict(params)}, dict(out)
+    return raw._iso(cmdline)
+
+
+def raw_disk_scripts(nodes: Iterable[Any], inputs: Path, profile: str) -> dict[str, str]:
+    """bench/disk.py's raw scripts (``disk.Raw``) for ``disk-<profile>`` and
+    ``image-<profile>``, from ``nodes`` (a plan's nodes, params resolved), reading the
+    upstream outputs from ``inputs`` (an ``_out/``) instead of bench/disk.py's clone: they
+    are named by absolute path, which disk.Raw's joins onto its own ``_out/`` leave as
+    they are."""
+    from disk import Raw
+
+    own = (f"disk-{profile}", f"image-{profile}")
+    raw = object.__new__(Raw)
+    raw.params = {node.target: node.params for node in nodes}
+    raw.out = {
+        node.target: node.outputs[0] if node.target in own else str(inputs / node.outputs[0])
+        for node in nodes
+    }
+    return {own[0]: raw._disk(profile), own[1]: raw._image(profile)}
