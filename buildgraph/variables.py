@@ -193,6 +193,7 @@ _registry = _pattern(
     rf"^{_DOMAIN}$", f"a registry host[:port], or '{EMBEDDED_STORE}' for the embedded store"
 )
 
+FROM_IMAGER_ARGS = "from IMAGER_ARGS"
 TABLE: tuple[Variable, ...] = (
     Variable(
         "PLATFORM",
@@ -288,7 +289,7 @@ TABLE: tuple[Variable, ...] = (
         "empty",
     ),
     *(
-        Variable(name, _from_imager_args(name), _flag_value(name), help, "from IMAGER_ARGS")
+        Variable(name, _from_imager_args(name), _flag_value(name), help, FROM_IMAGER_ARGS)
         for name, help in (
             ("KERNEL_ARGS", "kernel command line edits (--extra-kernel-arg)"),
             ("META", "initial META values, KEY=VALUE words (--meta)"),
@@ -433,7 +434,12 @@ class Values(Mapping[str, str]):
         """Where a value came from: command line, environment, targets/ or default."""
         if name in self.given:
             return self.given[name][1].split(" for")[0]
-        return "set in targets/" if name in self.data_defaults else "default"
+        if name in self.data_defaults:
+            return "set in targets/"
+        row = lookup(name, self.packages)
+        if row is not None and row.default_doc == FROM_IMAGER_ARGS and self[name]:
+            return "from IMAGER_ARGS"
+        return "default"
 
 
 def _checked(row: Variable, value: str, how: str) -> str:

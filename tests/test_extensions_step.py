@@ -180,7 +180,7 @@ def test_a_malformed_tarball_stops_the_whole_build_before_any_step(tmp_path: Pat
     bad = _extra(root, "bad.tar", EXTRA_MANIFEST.replace("v1alpha1", "v2"))
     error = _refused(root, tmp_path / "cache", bad, goal="iso")
     assert error == (
-        "buildgraph: error: extensions:amd64: system extension bad.tar: manifest.yaml:"
+        "buildgraph: error: extensions:amd64: system extension ./bad.tar: manifest.yaml:"
         " version 'v2' is not supported; the accepted one is v1alpha1"
     )
     assert not (root / "_out").exists()
@@ -190,8 +190,8 @@ def test_two_extensions_of_one_name_or_a_missing_one_are_refused(tree) -> None:
     root, cache, _images, _first = tree
     hello = _extra(root, "ext/hello.tar", EXTRA_MANIFEST.replace("name: extra", "name: hello"))
     error = _refused(root, cache, f"local/me/ext-hello:v1.0.0 {hello}")
-    assert "system extensions local/me/ext-hello:v1.0.0 and ext/hello.tar are both named" in error
+    assert "system extensions local/me/ext-hello:v1.0.0 and ./ext/hello.tar are both named" in error
     error = _refused(root, cache, "local/me/ext-nope:v1.0.0")
     assert "system extension local/me/ext-nope:v1.0.0 has no linux/amd64 image" in error
     error = _refused(root, cache, "ext/nowhere.tar")
-    assert "system extension ext/nowhere.tar: no such file" in error
+    assert "system extension ./ext/nowhere.tar: no such file" in error

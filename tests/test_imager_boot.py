@@ -27,7 +27,7 @@ LS = "/usr/local/bin,/usr/lib/firmware/buildgraph,/etc/added.txt,/bin/dmesg"
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("imager")
     root, cache = clone(base / "repo"), base / "cache"
-    build(root, cache, "examples", "PLATFORM=linux/amd64")
+    build(root, cache, "examples", "PLATFORM=linux/amd64,linux/arm64")
     firmware = base / "firmware.tar"
     subprocess.run(["tar", "-C", root / "targets/extensions/firmware", "-cf", firmware,
                     "manifest.yaml", "rootfs"], check=True)  # fmt: skip
@@ -140,3 +140,17 @@ def test_an_installer_on_a_base_installer_image_equals_the_one_built_on_installe
     runs = build(root, cache, "installer-image", "PLATFORM=linux/amd64")
     assert "installer-image:amd64" in built(runs)  # another node: its base is a dependency
     assert sha256(root / "_out" / "installer-amd64.tar") == on_base
+
+
+def test_an_arm64_iso_with_an_extension_boots_with_it(made) -> None:
+    done = imager(made["root"], made["cache"], "iso", "--arch=arm64",
+                  f"--system-extension-image={STORE}/ext-hello:v1.0.0", "--meta=0xff=arm",
+                  "--extra-kernel-arg=buildgraph.poweroff=1", "--extra-kernel-arg=panic=1",
+                  "--extra-kernel-arg=buildgraph.ls=/usr/local/bin")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    console = boot_iso(_asset(done), "arm64", "uefi")
+    fields = banner(console)
+    assert fields["arch"] == "arm64"
+    assert fields["extensions"] == "hello@1.0.0"
+    assert fields["meta"] == "0xff=arm"
+    assert "ls /usr/local/bin: dir hello" in console
