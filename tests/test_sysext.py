@@ -178,6 +178,32 @@ def test_a_malformed_extension_is_refused_with_its_own_message(tmp_path: Path, c
     assert message in raised.value.message
 
 
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from checkout import copy_checkout
+
+    return copy_checkout(tmp_path_factory.mktemp("sysext") / "repo")
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_the_imager_refuses_a_malformed_extension_and_writes_nothing(
+    checkout: Path, tmp_path: Path, case: str
+) -> None:
+    """Through the front end: one error line with the reason, before anything runs."""
+    from project import imager
+
+    entries, message = MALFORMED[case]
+    root = checkout
+    bad = _tar(tmp_path / "bad.tar", entries)
+    done = imager(root, tmp_path / "cache", "iso", "--arch=amd64",
+                  f"--system-extension-image={bad}")  # fmt: skip
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("buildgraph: error:")]
+    assert len(errors) == 1, done.stderr
+    assert f"system extension {bad}: " in errors[0] and message in errors[0]
+    assert not (root / "_out").exists()
+
+
 def test_the_malformed_messages_are_distinct(tmp_path: Path) -> None:
     messages = set()
     for number, (entries, _message) in enumerate(MALFORMED.values()):
