@@ -27,15 +27,17 @@ Cold, per arch, ``--cold`` rounds, alternating which of the two goes first:
 * raw: one ``sh -eu`` script per node, timed by wall clock, running the node's tools on the
   same inputs with the same flags (``Raw``), with a copy of the same seed's Go build
   cache (or an empty one): Go is warm, or cold, for both. A package node is
-  ``sha256sum`` and ``cp`` of the image's one layer, which is the flattened tar. The
-  script checks that both peers made the same bytes, except for the initramfs (GNU
-  cpio's archive holds the same entries in another order) and the iso that carries it.
+  ``sha256sum`` and ``cp`` of the image's one layer, which is the flattened tar; the
+  initramfs (initramfs-base with no extensions) and iso-cmdline (cmdline-metal with no
+  META) are a ``cp``; the iso script is ``common.iso_script``. The script checks that
+  both peers made the same bytes, except for the initramfs (GNU cpio's archive holds the
+  same entries in another order) and the iso that carries it.
 
 Warm, per arch, ``--repeat`` times each:
 
 * no-op: ``doit iso`` again with nothing to do;
-* one change: ``IMAGER_ARGS=--extra-kernel-arg=x=<n>`` rebuilds ``cmdline`` and ``iso``;
-  against the raw cmdline and iso scripts with the same command line.
+* one change: ``IMAGER_ARGS=--extra-kernel-arg=x=<n>`` rebuilds ``cmdline-metal``,
+  ``iso-cmdline`` and ``iso``; against their raw scripts with the same command line.
 
 Usage::
 
@@ -70,6 +72,7 @@ from common import (
     doit_path,
     exclusive,
     host,
+    iso_script,
     revision,
     say,
     sh,
@@ -79,16 +82,24 @@ from common import (
 BOOT = WORK / "boot"
 CLONE = BOOT / "clone"
 SEED = BOOT / "seed"
+
+
 def markers(go_cache: str) -> tuple[str, str]:
     """Each Go cache mode has its own section in BENCHMARKS.md."""
     name = "boot" if go_cache == "warm" else f"boot-go-{go_cache}"
     return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
 VARS = {"TAG": "v1.0.0", "SOURCE_DATE_EPOCH": "1700000000", "GOAMD64": "v2"}
 """Fixed for both peers: the clone has no git history to take TAG and the epoch from."""
-NODES = ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs",
-         "cmdline-metal", "iso")  # fmt: skip
+NODES = ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs-base",
+         "initramfs", "cmdline-metal", "iso-cmdline", "iso")  # fmt: skip
 """The targets ``iso`` needs, in the order the raw peer runs them (a topological one)."""
 PACKAGES = ("pkg-kernel", "pkg-base", "pkg-grub")
+CPIOS = ("initramfs-base", "initramfs")
+"""GNU cpio's archives: the same entries as buildgraph's, not the same bytes."""
+CHANGED = ("cmdline-metal", "iso-cmdline", "iso")
+"""What a change of the kernel arguments rebuilds, in the order the raw peer runs them."""
 COLD_GOAL = 0.05
 NOOP_GOAL_SECONDS = 0.3
 
@@ -187,20 +198,25 @@ def plan(
 class Known:
     """What the author of a shell script knows before writing it, taken (untimed) from the
     warm-up's outputs: which module files go into the initramfs, their load order, and the
-    kernel command line."""
+    kernel command lines."""
 
     modules: list[str]
     load_list: str
-    cmdline: str
+    cmdlines: dict[str, str]
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, str]) -> Known:
-        initramfs = shlex.quote(str(CLONE / "_out" / outputs["initramfs"]))
+        initramfs = shlex.quote(str(CLONE / "_out" / outputs["initramfs-base"]))
         unpack = f"xz -dc {initramfs} | cpio -i"
         listing = sh(f"{unpack} -t --quiet").split()
         load_list = sh(f"{unpack} --to-stdout --quiet lib/modules/load.list")
         modules = [name for name in listing if name.endswith(".ko")]
-        return cls(modules, load_list, (CLONE / "_out" / outputs["cmdline-metal"]).read_text())
+        return cls(modules, load_list, command_lines(outputs))
+
+
+def command_lines(outputs: dict[str, str]) -> dict[str, str]:
+    """cmdline-metal and iso-cmdline -> its text, as the clone's ``_out/`` holds it."""
+    return {t: (CLONE / "_out" / outputs[t]).read_text() for t in ("cmdline-metal", "iso-cmdline")}
 
 
 class Raw:
@@ -232,8 +248,9 @@ class Raw:
                 raise SystemExit(f"{ref} ({self.arch}): raw copies a plain tar layer")
         return layers[0]["digest"].removeprefix("sha256:"), path
 
-    def scripts(self, gocache: Path, cmdline: str) -> dict[str, str]:
-        """node -> its script; ``cmdline`` is the kernel command line to write."""
+    def scripts(self, gocache: Path, cmdlines: dict[str, str]) -> dict[str, str]:
+        """node -> its script; ``cmdlines``: the command lines of cmdline-metal (to write)
+        and iso-cmdline (for the ISO's grub.cfg), from ``command_lines``."""
         arch, out, q = self.arch, self.out, shlex.quote
         scripts = {}
         for node in PACKAGES:
@@ -274,9 +291,9 @@ class Raw:
             f"mksquashfs W/tree {out['rootfs']} -noappend -quiet -no-progress -reproducible"
             f" -all-root -no-xattrs -mkfs-time {epoch} -all-time {epoch}\nrm -rf W"
         )  # fmt: skip
-        epoch = int(self.params["initramfs"]["epoch"])
-        cpio = f"{out['initramfs']}.cpio"
-        scripts["initramfs"] = (
+        epoch = int(self.params["initramfs-base"]["epoch"])
+        cpio = f"{out['initramfs-base']}.cpio"
+        scripts["initramfs-base"] = (
             "rm -rf W && mkdir -p W/dev W/lib/modules W/newroot W/proc W/sys\n"
             f"mknod -m 600 W/dev/console c 5 1\ncp {out['init']} W/init\n"
             f"tar -xf {out['pkg-kernel']} -C W {' '.join(map(q, self.known.modules))}\n"
@@ -284,62 +301,15 @@ class Raw:
             f"cp {out['rootfs']} W/rootfs.sqsh\nfind W -exec touch -h -d @{epoch} {{}} +\n"
             "(cd W && find . -mindepth 1 -printf '%P\\n' | sort |"
             f" cpio -o -H newc -R 0:0 --reproducible --quiet) > {cpio}\n"
-            f"xz --check=crc32 --threads=1 -6 -f {cpio}\nmv {cpio}.xz {out['initramfs']}\nrm -rf W"
+            f"xz --check=crc32 --threads=1 -6 -f {cpio}\nmv {cpio}.xz {out['initramfs-base']}"
+            "\nrm -rf W"
         )
-        scripts["cmdline-metal"] = f"printf %s {q(cmdline)} > {out['cmdline-metal']}"
-        scripts["iso"] = self._iso(cmdline)
+        scripts["initramfs"] = f"cp {out['initramfs-base']} {out['initramfs']}"
+        metal = cmdlines["cmdline-metal"]
+        scripts["cmdline-metal"] = f"printf %s {q(metal)} > {out['cmdline-metal']}"
+        scripts["iso-cmdline"] = f"cp {out['cmdline-metal']} {out['iso-cmdline']}"
+        scripts["iso"] = iso_script(self.params["iso"], out, cmdlines["iso-cmdline"])
         return scripts
-
-    def _iso(self, cmdline: str) -> str:
-        from buildgraph.steps import grub
-        from buildgraph.steps import iso as step
-
-        out, q, params = self.out, shlex.quote, self.params["iso"]
-        epoch = int(params["epoch"])
-        platforms = params["firmware"]
-        early = grub.early_config(f"--file /{step.MARKER}", "/boot/grub")
-        lines = [
-            f"export SOURCE_DATE_EPOCH={epoch}",
-            f"rm -rf W {out['iso']} && mkdir -p W/grub W/iso/boot/grub",
-            f"tar -xf {out['pkg-grub']} -C W/grub",
-            f"cp {out['kernel']} W/iso/boot/vmlinuz",
-            f"cp {out['initramfs']} W/iso/boot/initramfs.xz",
-            f"printf '%s\\n' {q(params['volume'])} > W/iso/{step.MARKER}",
-            f"printf %s {q(grub.grub_cfg(cmdline))} > W/iso/boot/grub/grub.cfg",
-            f"printf %s {q(early)} > W/early.cfg",
-        ]
-
-        def mkimage(platform: str, fmt: str, output: str) -> str:
-            modules = " ".join([*grub.COMMON_MODULES, *step.MODULES[platform]])
-            return (f"grub-mkimage -O {fmt} -d W/grub/usr/lib/grub/{platform} -p /boot/grub"
-                    f" -c W/early.cfg -o {output} {modules}")  # fmt: skip
-
-        date = time.strftime("%Y%m%d%H%M%S00", time.gmtime(epoch))
-        xorriso = (f"xorriso -as mkisofs -o {out['iso']} -r -J -V {q(params['volume'])}"
-                   f" --modification-date={date} -c boot/boot.cat")  # fmt: skip
-        bios = grub.BIOS
-        if bios in platforms:
-            lines.append(mkimage(bios, "i386-pc-eltorito", "W/iso/boot/grub/bios.img"))
-            xorriso += (" -b boot/grub/bios.img -no-emul-boot -boot-load-size 4"
-                        " -boot-info-table --grub2-boot-info"
-                        f" --grub2-mbr W/grub/usr/lib/grub/{bios}/boot_hybrid.img")  # fmt: skip
-        efi = [p for p in platforms if p in grub.EFI_LOADER]
-        if efi:
-            loaders = [f"W/{grub.EFI_LOADER[p]}" for p in efi]
-            lines += [mkimage(p, p, loader) for p, loader in zip(efi, loaders, strict=True)]
-            lines += [
-                f"size=$(( $(cat {' '.join(loaders)} | wc -c) / 1024 + 512 ))",
-                "mkfs.vfat --invariant -i 0xb0071500 -n EFIBOOT -C W/iso/boot/efi.img $size",
-                "mmd -i W/iso/boot/efi.img ::/EFI ::/EFI/BOOT",
-                f"touch -d @{epoch} {' '.join(loaders)}",
-                *(f"mcopy -m -i W/iso/boot/efi.img {loader} ::/EFI/BOOT/{Path(loader).name}"
-                  for loader in loaders),
-            ]  # fmt: skip
-            if bios in platforms:
-                xorriso += " -eltorito-alt-boot"
-            xorriso += " -e boot/efi.img -no-emul-boot -efi-boot-part --efi-boot-image"
-        lines += [f"find W/iso -exec touch -h -d @{epoch} {{}} +", f"{xorriso} W/iso", "rm -rf W"]
-        return "\n".join(lines)
 
 
 def run_raw(out: Path, scripts: dict[str, str], nodes: Sequence[str]) -> dict[str, float]:
@@ -419,19 +389,21 @@ def cpio_entries(path: Path) -> dict[str, tuple]:
 
 def compare(raw: Raw, raw_out: Path) -> list[str]:
     """The targets whose output has the same bytes in both peers. GNU cpio writes other
-    bytes than buildgraph's writer (inode numbers, order), so the initramfs must hold the
-    same entries; every other output but the iso, which carries it, the same bytes."""
+    bytes than buildgraph's writer (inode numbers, order), so the initramfs (initramfs-base
+    and its copy, initramfs) must hold the same entries; every other output but the iso,
+    which carries it, the same bytes."""
     same = [
         target
         for target in NODES
         if filecmp.cmp(CLONE / "_out" / raw.out[target], raw_out / raw.out[target], shallow=False)
     ]
-    if set(NODES) - set(same) - {"initramfs", "iso"}:
-        differ = sorted(set(NODES) - set(same) - {"initramfs", "iso"})
+    differ = sorted(set(NODES) - set(same) - {*CPIOS, "iso"})
+    if differ:
         raise SystemExit(f"{raw.arch}: the raw peer made other bytes for {differ}")
-    initramfs = raw.out["initramfs"]
-    if cpio_entries(CLONE / "_out" / initramfs) != cpio_entries(raw_out / initramfs):
-        raise SystemExit(f"{raw.arch}: the raw initramfs holds other entries than buildgraph's")
+    for target in CPIOS:
+        initramfs = raw.out[target]
+        if cpio_entries(CLONE / "_out" / initramfs) != cpio_entries(raw_out / initramfs):
+            raise SystemExit(f"{raw.arch}: the raw {target} holds other entries than buildgraph's")
     return same
 
 
@@ -450,7 +422,8 @@ def measure(raw: Raw, rounds: int, repeat: int, go_cache: str) -> Result:
             gocache.mkdir()
         for peer in ("raw", "buildgraph") if round_ % 2 == 0 else ("buildgraph", "raw"):
             if peer == "raw":
-                result.raws.append(run_raw(raw_out, raw.scripts(gocache, raw.known.cmdline), NODES))
+                scripts = raw.scripts(gocache, raw.known.cmdlines)
+                result.raws.append(run_raw(raw_out, scripts, NODES))
                 say(f"  {arch} cold raw        {sum(result.raws[-1].values()):8.2f}s")
                 continue
             run = doit(cache, f"linux/{arch}")
@@ -470,10 +443,10 @@ def measure(raw: Raw, rounds: int, repeat: int, go_cache: str) -> Result:
         say(f"  {arch} no-op           {run.wall:8.3f}s")
     for n in range(1, repeat + 1):
         run = doit(cache, f"linux/{arch}", f"IMAGER_ARGS=--extra-kernel-arg=x={n}")
-        if run.built() != {f"cmdline-metal:{arch}", f"iso:{arch}"}:
-            raise SystemExit(f"one change built {sorted(run.built())}, not cmdline and iso")
-        changed = (CLONE / "_out" / raw.out["cmdline-metal"]).read_text()
-        seconds = run_raw(raw_out, raw.scripts(gocache, changed), ("cmdline-metal", "iso"))
+        if run.built() != {f"{target}:{arch}" for target in CHANGED}:
+            raise SystemExit(f"one change built {sorted(run.built())}, not {CHANGED}")
+        changed = command_lines(raw.out)
+        seconds = run_raw(raw_out, raw.scripts(gocache, changed), CHANGED)
         result.changes.append(run.wall)
         result.raw_changes.append(sum(seconds.values()))
         say(f"  {arch} one change      {run.wall:8.3f}s, raw {result.raw_changes[-1]:.3f}s")
@@ -507,7 +480,7 @@ def report(
     rows.append("| whole run |" + "".join(f" {r.wall:.2f} | {r.raw:.2f} |" for r in results))
     summary = [
         "| arch | cold `doit iso` (s) | its nodes (s) | raw tools (s) | over raw | engine's own "
-        "share | no-op median (s) | no-op min (s) | one change (s) | raw cmdline + iso (s) "
+        "share | no-op median (s) | no-op min (s) | one change (s) | raw cmdlines + iso (s) "
         "| over raw |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -553,8 +526,8 @@ def report(
         "a raw script's, its "
         "`sh`. Over raw = (`doit iso` wall - raw tools) / raw tools; engine's own share = "
         "(`doit iso` wall - its nodes) / `doit iso` wall, per round. Warm: "
-        f"{repeat} no-op runs, and {repeat} runs each changing `IMAGER_ARGS` (rebuilds cmdline "
-        "and iso), against the raw cmdline and iso scripts; medians.",
+        f"{repeat} no-op runs, and {repeat} runs each changing `IMAGER_ARGS` (rebuilds "
+        "cmdline-metal, iso-cmdline and iso), against their raw scripts; medians.",
         "",
         *rows,
         "",

@@ -29,9 +29,12 @@ Set-up, not timed:
 * raw: one ``sh -eu`` script per node, run in ``_work/disk/raw``, reading the same inputs
   from the clone's ``_out/``: grub-mkimage, mkfs.vfat, mmd and mcopy for the EFI system
   partition; mke2fs -d and debugfs for BOOT; truncate and sgdisk for the disk; each
-  filesystem placed with ``dd conv=sparse,notrunc``; GRUB's BIOS boot code and core.img
-  put in place with dd, as grub-bios-setup would; then ``zstd -T0 -<ZSTD_LEVEL>``. Same
-  flags, same environment (``SOURCE_DATE_EPOCH``, ``E2FSPROGS_FAKE_TIME``) as the steps;
+  filesystem placed with ``dd conv=sparse,notrunc``; the META partition's bytes (made
+  once, untimed, with ``buildgraph.formats.meta``: no tool writes that format) with ``dd
+  conv=notrunc``; GRUB's BIOS boot code and core.img put in place with dd, as
+  grub-bios-setup would; then ``zstd -T0 -<ZSTD_LEVEL>``. The scripts are
+  ``common.disk_script`` and ``common.image_script``. Same flags, same environment
+  (``SOURCE_DATE_EPOCH``, ``E2FSPROGS_FAKE_TIME``) as the steps;
 * no-op, after each buildgraph run: ``doit image-metal image-aws`` again, which must build
   nothing; the raw peer's no-op is nothing at all (0 s).
 
@@ -73,7 +76,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from boot import SEED, clone_checkout, doit, fresh_cache, plan, run_raw
-from common import WORK, doit_path, exclusive, host, revision, say, sh, write_section
+from common import (
+    MIB,
+    WORK,
+    disk_image_scripts,
+    doit_path,
+    exclusive,
+    host,
+    meta_file,
+    revision,
+    say,
+    sh,
+    write_section,
+)
 
 DISK = WORK / "disk"
 CLONE = DISK / "clone"
@@ -88,139 +103,34 @@ PREBUILD = ("iso", "cmdline-aws")
 PROFILES = ("metal", "aws")
 NODES = ("disk-metal", "image-metal", "disk-aws", "image-aws")
 """The nodes a cold ``doit image-metal image-aws`` builds, in the order the raw peer runs."""
-UPSTREAM = ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs",
-            "cmdline-metal", "cmdline-aws")  # fmt: skip
-MIB = 1 << 20
+UPSTREAM = ("pkg-kernel", "pkg-base", "pkg-grub", "kernel", "init", "rootfs", "initramfs-base",
+            "initramfs", "cmdline-metal", "cmdline-aws")  # fmt: skip
 GIB = 1 << 30
 
 # -- the raw peer --------------------------------------------------------------------
 
 
 class Raw:
-    """Per node, the tools its step runs, as an ``sh`` script run in the raw peer's output
-    directory, reading its inputs from the clone's ``_out/``; ``W`` is its scratch."""
+    """Per node, the tools its step runs (``common.disk_script``, ``common.image_script``),
+    as an ``sh`` script run in the raw peer's output directory, reading its inputs from the
+    clone's ``_out/``; ``W`` is its scratch. META's bytes are made here, untimed, into a
+    file the disk script places with ``dd``."""
 
     def __init__(self) -> None:
         nodes = plan(ARCH, GOAL, (*UPSTREAM, *NODES), CLONE)
         self.params = {target: node.params for target, node in nodes.items()}
         self.out = {target: node.outputs[0] for target, node in nodes.items()}
-
-    def input(self, target: str) -> str:
-        return shlex.quote(str(CLONE / "_out" / self.out[target]))
+        self.meta = {
+            profile: meta_file(self.params[f"disk-{profile}"]["meta"], DISK / f"meta-{profile}")
+            for profile in PROFILES
+        }
 
     def scripts(self) -> dict[str, str]:
         scripts = {}
         for profile in PROFILES:
-            scripts[f"disk-{profile}"] = self._disk(profile)
-            scripts[f"image-{profile}"] = self._image(profile)
+            meta = self.meta[profile]
+            scripts |= disk_image_scripts(self.params, self.out, CLONE / "_out", profile, meta)
         return scripts
-
-    def _disk(self, profile: str) -> str:
-        from buildgraph.steps import disk as step
-        from buildgraph.steps import grub
-
-        q, params = shlex.quote, self.params[f"disk-{profile}"]
-        epoch, firmware = int(params["epoch"]), params["firmware"]
-        disk = self.out[f"disk-{profile}"]
-        cmdline = (CLONE / "_out" / self.out[f"cmdline-{profile}"]).read_text()
-        boot_uuid = step.guid("BOOT-filesystem").lower()
-        lines = [
-            f"export SOURCE_DATE_EPOCH={epoch} E2FSPROGS_FAKE_TIME={epoch}",
-            f"rm -rf W {disk} && mkdir -p W/grub W/boot/A W/boot/grub {Path(disk).parent}",
-            f"tar -xf {self.input('pkg-grub')} -C W/grub",
-            f"printf %s {q(grub.early_config(f'--fs-uuid {boot_uuid}', '/grub'))} > W/early.cfg",
-        ]
-
-        def mkimage(platform: str, fmt: str, output: str) -> str:
-            modules = " ".join([*grub.COMMON_MODULES, *step.MODULES[platform]])
-            return (f"grub-mkimage -O {fmt} -d W/grub/usr/lib/grub/{platform} -p /grub"
-                    f" -c W/early.cfg -o {output} {modules}")  # fmt: skip
-
-        # the EFI system partition
-        efi = [p for p in firmware if p in grub.EFI_LOADER]
-        loaders = [f"W/{grub.EFI_LOADER[p]}" for p in efi]
-        lines += [mkimage(p, p, loader) for p, loader in zip(efi, loaders, strict=True)]
-        lines += [
-            f"mkfs.vfat --invariant -i {step.guid('EFI-filesystem')[:8]} -n EFI"
-            f" -C W/efi.img {step.EFI.size // 1024}",
-            "mmd -i W/efi.img ::/EFI ::/EFI/BOOT",
-        ]
-        for loader in loaders:
-            lines.append(f"touch -d @{epoch} {loader}")
-            lines.append(f"mcopy -m -i W/efi.img {loader} ::/EFI/BOOT/{Path(loader).name}")
-        # BOOT: an ext4 made from a tree, owners and times pinned by debugfs
-        paths = sorted(["A", "A/vmlinuz", "A/initramfs.xz", "grub", "grub/grub.cfg"],
-                       key=lambda p: p.split("/"))  # fmt: skip
-        debugfs = "".join(
-            f"sif /{p} {what}\n"
-            for p in ["", "lost+found", *paths]
-            for what in ("uid 0", "gid 0", *(f"{t} @{epoch}" for t in
-                                              ("atime", "mtime", "ctime", "crtime")))
-        )  # fmt: skip
-        lines += [
-            f"install -m 644 {self.input('kernel')} W/boot/A/vmlinuz",
-            f"install -m 644 {self.input('initramfs')} W/boot/A/initramfs.xz",
-            f"printf %s {q(grub.grub_cfg(cmdline, '/A'))} > W/boot/grub/grub.cfg",
-            f"find W/boot -exec touch -h -d @{epoch} {{}} +",
-            "mke2fs -q -F -t ext4 -O ^has_journal -L BOOT"
-            f" -U {boot_uuid} -E hash_seed={step.guid('BOOT-hash')},root_owner=0:0"
-            f" -d W/boot W/boot.img {step.BOOT.size // 1024}k",
-            f"printf %s {q(debugfs)} > W/boot.debugfs",
-            "debugfs -w -f W/boot.debugfs W/boot.img",
-        ]
-        # the disk: its size, the GPT, then each filesystem copied to its offset, hole by hole
-        sgdisk = ["sgdisk", "--clear", f"--disk-guid={step.guid('disk')}"]
-        offsets = {}
-        lba = step.FIRST_LBA
-        for number, part in enumerate(step.layout(firmware), start=1):
-            last = lba + part.size // step.SECTOR - 1
-            sgdisk += [f"--new={number}:{lba}:{last}", f"--typecode={number}:{part.type}",
-                       f"--change-name={number}:{part.label}",
-                       f"--partition-guid={number}:{step.guid(part.label)}"]  # fmt: skip
-            offsets[part.label] = lba * step.SECTOR
-            lba = last + 1
-        if any(offset % MIB for offset in offsets.values()):
-            raise SystemExit(f"raw places partitions at whole MiB, not at {offsets}")
-        lines += [
-            f"truncate -s {step.parse_size(params['size'])} {disk}",
-            shlex.join([*sgdisk, disk]),
-            *(f"dd if=W/{image} of={disk} bs=1M seek={offsets[label] // MIB}"
-              " conv=sparse,notrunc status=none"
-              for image, label in (("efi.img", "EFI"), ("boot.img", "BOOT"))),
-        ]  # fmt: skip
-        if grub.BIOS in firmware:
-            lines += self._bios(mkimage(grub.BIOS, "i386-pc", "W/core.img"), disk, offsets["BIOS"])
-        lines.append("rm -rf W")
-        return "\n".join(lines)
-
-    @staticmethod
-    def _bios(mkimage: str, disk: str, offset: int) -> list[str]:
-        """GRUB's boot code in the MBR pointing at core.img in the BIOS boot partition, and
-        core.img's block list pointing at the rest of itself: the bytes grub-bios-setup
-        writes (buildgraph/formats/biosboot.py writes the same)."""
-        lba = offset // 512
-
-        def patch(at: int, data: bytes) -> str:
-            octal = "".join(f"\\{byte:03o}" for byte in data)
-            return f"printf '{octal}' | dd of={disk} bs=1 seek={at} conv=notrunc status=none"
-
-        return [
-            mkimage,
-            f"dd if=W/grub/usr/lib/grub/i386-pc/boot.img of={disk} bs=440 count=1"
-            " conv=notrunc status=none",  # boot code only: the partition table stays
-            patch(0x5C, lba.to_bytes(8, "little")),  # the LBA of core.img
-            patch(0x64, b"\xff"),  # boot from the drive the BIOS booted
-            patch(0x66, b"\x90\x90"),  # keep the hard-disk drive number check
-            f"dd if=W/core.img of={disk} bs=512 seek={lba} conv=notrunc status=none",
-            patch(offset + 512 - 12, (lba + 1).to_bytes(8, "little")),  # the block list
-        ]
-
-    def _image(self, profile: str) -> str:
-        params = self.params[f"image-{profile}"]
-        if params["format"] != "raw" or params["compression"] != ".zst":
-            raise SystemExit(f"image-{profile}: raw compresses a raw disk with zstd, not {params}")
-        disk, out = self.out[f"disk-{profile}"], self.out[f"image-{profile}"]
-        return f"zstd -T0 -{params['zstd_level']} -q -c {disk} > {out}"
 
 
 # -- disk space ----------------------------------------------------------------------

@@ -12,10 +12,8 @@ Set-up, not timed:
   (``boot.clone_checkout``); the imager and doit run there and import that copy of
   buildgraph/, and so does this script;
 * ``hello.tar`` in the clone: ``tar -C targets/extensions/hello -cf hello.tar manifest.yaml
-  rootfs``, given to both front ends by its absolute path: the imager makes a tarball path
-  absolute, doit keeps it as typed, and the key holds the text, so the relative spelling
-  through doit misses the imager's cache entries (after (2), ``buildgraph explain``
-  records whether it still does);
+  rootfs``, given to the imager by its absolute path and to doit as ``hello.tar``, relative,
+  as typed in the clone: one file, so one key (1d6f4e3);
 * a warm-up ``doit iso`` into ``_work/boot/seed``, the seed bench/boot.py keeps, fills the
   steps' own caches (the package images in the embedded OCI store, the Go build cache), so
   no download is measured;
@@ -34,7 +32,7 @@ Set-up, not timed:
      assets from the clone's ``_out/``: ``tar -x`` of the extension, ``mksquashfs`` with
      the step's reproducible flags, a sorted newc ``cpio`` and ``xz --check=crc32 -6``;
      ``cat`` of initramfs-base and that; and the iso: bench/boot.py's raw iso script
-     (grub-mkimage, mkfs.vfat/mmd/mcopy, xorriso; ``common.raw_iso_script``).
+     (grub-mkimage, mkfs.vfat/mmd/mcopy, xorriso; ``common.iso_script``).
 
    After the rounds, untimed: the two extension cpios must hold the same entries (GNU cpio
    numbers inodes otherwise), both initramfs must start with the same initramfs-base, and
@@ -42,17 +40,19 @@ Set-up, not timed:
    byte (so the raw peer does the same work, not less).
 
 2. Cache hits across front ends, ``--repeat`` rounds after (1), each: the imager command of
-   (1) again; ``doit iso PLATFORM=linux/amd64 SYSTEM_EXTENSIONS=$PWD/hello.tar`` (the same
-   variables through doit, after the imager); the same doit again (a plain no-op: doit
-   after doit). Each must report every node of its goal ``cached``, or the script fails.
+   (1) again; ``doit iso PLATFORM=linux/amd64 SYSTEM_EXTENSIONS=hello.tar`` (the same
+   variables through doit, the tarball spelled otherwise, after the imager); the same doit
+   again (a plain no-op: doit after doit). Each must report every node of its goal
+   ``cached``, or the script fails, with ``buildgraph explain``'s account.
 
 3. META change (``--meta-rounds``, default ``--repeat``; 0 skips it): before each round
-   ``buildgraph imager metal --meta 0xa=0`` and ``sync`` (untimed), then ``--meta 0xa=<n>``, a new n
-   each round, with ``ZSTD_LEVEL=3`` in the environment (the default 18 would make this a
-   zstd benchmark); it must build exactly ``disk-metal`` and ``image-metal``. Against
-   bench/disk.py's raw disk-metal and image-metal scripts (``common.raw_disk_scripts``)
-   plus a ``dd`` of the META partition's bytes (``buildgraph.formats.meta``, written as
-   the step writes them), on the same inputs.
+   ``buildgraph imager metal --meta 0xa=0`` and ``sync`` (untimed), then ``--meta
+   0xa=<n>``, a new n each round, with ``ZSTD_LEVEL=3`` in the environment (the default 18
+   would make this a zstd benchmark); it must build exactly ``disk-metal`` and
+   ``image-metal``. Against bench/disk.py's raw disk-metal and image-metal scripts
+   (``common.disk_image_scripts``), whose ``dd`` places the META partition's bytes (made
+   untimed for ``0xa=<n>`` by ``common.meta_file``, as the step writes them), on the same
+   inputs.
 
 Usage::
 
@@ -76,17 +76,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Any
 
 import yaml
 from boot import SEED, VARS, DoitRun, clone_checkout, cpio_entries, doit, doit_env, run_raw
 from common import (
     WORK,
+    disk_image_scripts,
     doit_path,
     exclusive,
     host,
-    raw_disk_scripts,
-    raw_iso_script,
+    iso_script,
+    meta_file,
     revision,
     say,
     sh,
@@ -103,10 +103,7 @@ PLATFORM = f"linux/{ARCH}"
 EXTENSION = "targets/extensions/hello"
 TARBALL = CLONE / "hello.tar"
 SHOWN = "$PWD/hello.tar"
-"""How the report spells TARBALL. Both front ends get its absolute path: the imager makes
-a tarball path absolute in SYSTEM_EXTENSIONS, doit takes it as typed, and the key holds
-the text, so ``SYSTEM_EXTENSIONS=hello.tar`` through doit misses the imager's entries
-(``relative_spelling`` records whether it still does)."""
+"""How the report spells TARBALL, the imager's path."""
 CUSTOMIZE = ("--system-extension-image", str(TARBALL))
 CUSTOMIZED = ("extensions", "initramfs", "iso")
 """What adding the extension rebuilds, in the order the raw peer runs them."""
@@ -210,7 +207,7 @@ class Raw:
             "iso": o["iso"],
         }
         cmdline = out(o["iso-cmdline"]).read_text()
-        iso = raw_iso_script(self.nodes["iso"].params, iso_out, cmdline)
+        iso = iso_script(self.nodes["iso"].params, iso_out, cmdline)
         return {"extensions": extensions, "initramfs": concat, "iso": iso}
 
 
@@ -258,8 +255,6 @@ class Result:
     statuses: dict[str, str] = field(default_factory=dict)
     """Cache-hit run -> its nodes' statuses, e.g. ``10 cached``."""
     same: list[str] = field(default_factory=list)
-    relative: str = ""
-    """What ``buildgraph explain`` says of the relative spelling, after the cache hits."""
     meta_walls: list[float] = field(default_factory=list)
     meta_steps: list[dict[str, float]] = field(default_factory=list)
     meta_raws: list[dict[str, float]] = field(default_factory=list)
@@ -294,63 +289,37 @@ def customize(result: Result, rounds: int) -> None:
 
 HITS = {
     "imager": f"`buildgraph imager iso --arch {ARCH} --system-extension-image {SHOWN}` again",
-    "doit": f"`doit iso PLATFORM={PLATFORM} SYSTEM_EXTENSIONS={SHOWN}`, after the imager",
+    "doit": f"`doit iso PLATFORM={PLATFORM} SYSTEM_EXTENSIONS={TARBALL.name}`, after the imager",
     "noop": "the same `doit` again (plain no-op, doit after doit)",
 }
+DOIT_EXTENSIONS = f"SYSTEM_EXTENSIONS={TARBALL.name}"
+"""The tarball through doit, relative, as typed in the clone; the imager gets its absolute
+path: one file, so one key (1d6f4e3)."""
 
 
 def cache_hits(result: Result, rounds: int) -> None:
-    variables = (f"SYSTEM_EXTENSIONS={TARBALL}",)
     for _ in range(rounds):
         for what in HITS:
             if what == "imager":
                 run = imager("iso", *CUSTOMIZE)
             else:
-                run = doit(CACHE, PLATFORM, *variables, clone=CLONE)
+                run = doit(CACHE, PLATFORM, DOIT_EXTENSIONS, clone=CLONE)
             statuses = sorted({status for status, _ in run.nodes.values()})
             if statuses != ["cached"] or not labels(*CUSTOMIZED) <= set(run.nodes):
                 detail = {label: status for label, (status, _) in run.nodes.items()}
-                raise SystemExit(f"{HITS[what]}: not all cached: {detail}")
+                raise SystemExit(f"{HITS[what]}: not all cached: {detail}\n{explain()}")
             result.statuses[what] = f"{len(run.nodes)} cached"
             result.hits.setdefault(what, []).append(run.wall)
             say(f"  hit {what:6s} {run.wall:7.3f}s, {result.statuses[what]}")
 
 
-def relative_spelling(result: Result) -> None:
-    """Untimed: would ``doit iso SYSTEM_EXTENSIONS=hello.tar``, the path as typed in the
-    clone, rebuild what the imager built from the same file? ``buildgraph explain`` says."""
+def explain() -> str:
+    """``buildgraph explain iso`` with doit's spelling of the tarball, for a failure."""
     argv = [str(Path(sys.executable).with_name("buildgraph")), "explain", "iso",
-            f"PLATFORM={PLATFORM}", f"SYSTEM_EXTENSIONS={TARBALL.name}"]  # fmt: skip
+            f"PLATFORM={PLATFORM}", DOIT_EXTENSIONS]  # fmt: skip
     env = {**doit_env(CACHE, CLONE), "BUILDGRAPH_LOG": ""}
-    done = subprocess.run(argv, cwd=CLONE, env=env, capture_output=True, text=True, check=True)
-    lines = done.stdout.splitlines()
-    runs = [line.split()[0] for line in lines if line.endswith("would run")]
-    why = [line.strip() for line in lines if line.startswith(" ") and "upstream" not in line]
-    result.relative = (
-        f"`SYSTEM_EXTENSIONS={TARBALL.name}` (relative, as typed in the checkout) through "
-        + (f"doit would rebuild {', '.join(runs)}; `buildgraph explain`: "
-           + "; ".join(f"`{w}`" for w in dict.fromkeys(why)).replace(str(CLONE), "$PWD")
-           if runs else "doit is a cache hit too")
-    )  # fmt: skip
-    say(f"  {result.relative}")
-
-
-def meta_partition(nodes: Sequence[Any], meta: str) -> str:
-    """A line for the raw disk script: ``dd`` of the META partition's bytes, ``meta`` as
-    the step encodes it (a format of Talos' own, with no tool to write it), into place."""
-    from buildgraph.formats.meta import encode_partition, parse_assignment
-    from buildgraph.steps import disk as step
-
-    node = next(node for node in nodes if node.target == "disk-metal")
-    lba = step.FIRST_LBA
-    for part in step.layout(node.params["firmware"]):
-        if part.label == "META":
-            break
-        lba += part.size // step.SECTOR
-    image = RAW_OUT / "meta.img"
-    image.write_bytes(encode_partition(dict([parse_assignment(meta)]), step.META.size))
-    return (f"dd if={image} of={node.outputs[0]} bs={step.SECTOR} seek={lba} conv=notrunc"
-            " status=none")  # fmt: skip
+    done = subprocess.run(argv, cwd=CLONE, env=env, capture_output=True, text=True)
+    return f"{shlex.join(argv[1:])}:\n{done.stdout}{done.stderr}"
 
 
 def meta_change(result: Result, rounds: int) -> None:
@@ -358,15 +327,16 @@ def meta_change(result: Result, rounds: int) -> None:
 
     variables = {**VARS, "PLATFORM": PLATFORM, "META": "0xa=1", **META_ENV}
     nodes = Session(CLONE, ["image-metal"], variables, {}, SEED).nodes
+    params = {node.target: node.params for node in nodes}
     o = {node.target: node.outputs[0] for node in nodes}
     for n in range(1, rounds + 1):
         fresh_cache()
         imager("metal", "--meta", "0xa=0", env=META_ENV)
+        meta = meta_file(f"0xa={n}", IMAGER / "meta")
         os.sync()
         for peer in ("raw", "imager") if n % 2 else ("imager", "raw"):
             if peer == "raw":
-                scripts = raw_disk_scripts(nodes, CLONE / "_out", "metal")
-                scripts["disk-metal"] += "\n" + meta_partition(nodes, f"0xa={n}")
+                scripts = disk_image_scripts(params, o, CLONE / "_out", "metal", meta)
                 result.meta_raws.append(run_raw(RAW_OUT, scripts, META_NODES))
                 say(f"  meta raw    {sum(result.meta_raws[-1].values()):7.2f}s")
                 continue
@@ -440,12 +410,14 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
         f"(`tar -C {EXTENSION} -cf hello.tar manifest.yaml rootfs` in the clone), which "
         "builds extensions, initramfs and iso, against one `sh` script per node on the same "
         "inputs: `tar -x`, mksquashfs with the step's reproducible flags, a sorted newc "
-        "`cpio` + `xz --check=crc32 -6`; `cat` onto initramfs-base; bench/boot.py's raw iso "
-        "script (grub-mkimage, mkfs.vfat/mmd/mcopy, xorriso). Peers alternate which goes "
-        "first. A node's imager seconds include its engine work (scratch directory, inputs "
-        "linked, outputs hashed into the cache, links into `_out/`). **Cache hits**, after "
-        "that, each round: the imager command again, the same variables through doit, and "
-        "that doit again; every node must be cached.",
+        "`cpio` + `xz --check=crc32 -6`; `cat` onto initramfs-base; the raw iso script "
+        "bench/boot.py runs too (grub-mkimage, mkfs.vfat/mmd/mcopy, xorriso). Peers "
+        "alternate which goes first. A node's imager seconds include its engine work "
+        "(scratch directory, inputs linked, outputs hashed into the cache, links into "
+        "`_out/`). **Cache hits**, after "
+        "that, each round: the imager command again, the same variables through doit (the "
+        "tarball spelled `hello.tar`, relative to the clone, where the imager had its "
+        "absolute path), and that doit again; every node must be cached.",
         "",
         *table(CUSTOMIZED, r.steps, r.raws, r.walls, "imager"),
         "",
@@ -459,9 +431,9 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
             "`buildgraph imager metal --meta 0xa=<n>`, a new n each round, with "
             "`ZSTD_LEVEL=3` in the environment (the metal profile's `.raw.zst` at the "
             "default level 18 would make this a zstd benchmark), which builds disk-metal and "
-            "image-metal, against bench/disk.py's raw disk-metal and image-metal scripts plus "
-            "a `dd` of the META partition's bytes; both peers make the same bytes (checked "
-            "every round).",
+            "image-metal, against bench/disk.py's raw disk-metal and image-metal scripts (the "
+            "disk's places the META partition's bytes, made untimed, with `dd`); both peers "
+            "make the same bytes (checked every round).",
             "",
             *table(META_NODES, r.meta_steps, r.meta_raws, r.meta_walls, "imager"),
             "",
@@ -469,9 +441,9 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
     lines += [
         summary(r.steps, r.raws, r.walls, "warm customization, imager"),
         f"- cache hits: the imager again {median(r.hits['imager']):.3f} s, doit after the "
-        f"imager {median(r.hits['doit']):.3f} s, against a plain doit no-op's {noop:.3f} s; "
-        "every node of every run cached.",
-        f"- the tarball's spelling: {r.relative}.",
+        f"imager {median(r.hits['doit']):.3f} s (`{DOIT_EXTENSIONS}`, relative, where the "
+        f"imager had `{SHOWN}`), against a plain doit no-op's {noop:.3f} s; every node of "
+        "every run cached.",
     ]
     if r.meta_walls:
         lines.append(summary(r.meta_steps, r.meta_raws, r.meta_walls, "META change, imager"))
@@ -501,7 +473,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = Result()
         customize(result, args.repeat)
         cache_hits(result, args.repeat)
-        relative_spelling(result)
         if meta_rounds:
             meta_change(result, meta_rounds)
     where += f"; 1-minute load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
