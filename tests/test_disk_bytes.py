@@ -118,6 +118,18 @@ def test_sparse_copy_keeps_data_and_holes(tmp_path: Path) -> None:
     assert dst.stat().st_blocks * 512 < 2 * MIB
 
 
+def test_bytes_written_sparsely_read_back_and_leave_zero_blocks_unallocated(
+    tmp_path: Path,
+) -> None:
+    data = bytes(MIB) + b"meta" * 100 + bytes(MIB)  # one 4 KiB block holds anything
+    disk = tmp_path / "disk.raw"
+    with open(disk, "wb") as f:
+        os.truncate(f.fileno(), 8 * MIB)
+        sparse.write_into(data, f.fileno(), 3 * MIB)
+    assert disk.read_bytes()[3 * MIB : 3 * MIB + len(data)] == data
+    assert disk.stat().st_blocks * 512 <= 8192
+
+
 def test_sparse_copy_into_an_offset(tmp_path: Path) -> None:
     src = _raw(tmp_path / "part.raw", 2 * MIB)
     dst = tmp_path / "disk.raw"

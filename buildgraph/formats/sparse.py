@@ -36,6 +36,16 @@ def copy_into(src: Path, dst_fd: int, offset: int) -> None:
                 )
 
 
+def write_into(data: bytes, dst_fd: int, offset: int, block: int = 4096) -> None:
+    """Write ``data`` into ``dst_fd`` at ``offset``, leaving its all-zero blocks unwritten
+    (the destination holds zeros there already: a file just truncated to size)."""
+    view = memoryview(data)
+    for start in range(0, len(data), block):
+        chunk = view[start : start + block]
+        if any(chunk):
+            os.pwrite(dst_fd, chunk, offset + start)
+
+
 def copy(src: Path, dst: Path) -> None:
     """A sparse copy of ``src`` at ``dst``."""
     with open(dst, "wb") as out:

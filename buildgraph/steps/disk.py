@@ -149,8 +149,7 @@ def disk(ctx: StepContext) -> None:
     with open(path, "r+b") as f:
         sparse.copy_into(esp, f.fileno(), offsets["EFI"])
         sparse.copy_into(boot, f.fileno(), offsets["BOOT"])
-        f.seek(offsets["META"])
-        f.write(meta.encode_partition(values, META.size))
+        sparse.write_into(meta.encode_partition(values, META.size), f.fileno(), offsets["META"])
         if BIOS in firmware:
             _install_bios(grub, early, f, offsets["BIOS"])
 
