@@ -154,3 +154,15 @@ def test_an_arm64_iso_with_an_extension_boots_with_it(made) -> None:
     assert fields["extensions"] == "hello@1.0.0"
     assert fields["meta"] == "0xff=arm"
     assert "ls /usr/local/bin: dir hello" in console
+
+
+def test_a_customization_image_puts_its_files_into_the_rootfs(made) -> None:
+    root = made["root"]
+    runs = build(root, made["cache"], "rootfs", "PLATFORM=linux/amd64",
+                 f"CUSTOMIZATION={STORE}/ext-hello:v1.0.0", "RM=/etc/os-release /bin")  # fmt: skip
+    assert built(runs) == {"customization:amd64", "rootfs:amd64"}
+    listing = subprocess.run(["unsquashfs", "-l", "-d", "", str(root / "_out/rootfs-amd64.sqsh")],
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert "/manifest.yaml" in listing and "/rootfs/usr/local/bin/hello" in listing
+    assert "/etc/os-release" not in listing and not any(p.startswith("/bin") for p in listing)
+    assert "/etc/hostname" in listing and "/usr/local/bin" in listing  # the rest stays
