@@ -13,6 +13,7 @@ import pytest
 from project import REPO, doit, imager, statuses
 
 from buildgraph.imager.flags import parse_imager_args
+from buildgraph.imager.profile import build_request
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_a_profile_from_stdin_with_an_unknown_field_fails_naming_it(repo, tmp_pa
         (["-"], "arch: amd64\noutput: {kind: iso}\ninput: {systemExtensions: [{}]}\n",
          "each entry has one of imageRef, tarballPath"),
         (["-"], "arch: amd64\noutput: {kind: image, outFormat: .xz}\n",
-         "profile.output.outFormat: '.xz' differs from profile 'metal'"),
+         "profile.output: no metal profile builds outFormat: .xz (profiles of metal: metal)"),
         (["iso", "--platform=aws"], None, "iso assets are built for metal"),
         (["iso", "--meta", "0x1ff=x"], None, "--meta"),
         (["iso", "--overlay-option", "novalue"], None, "is not KEY=VALUE"),
@@ -126,3 +127,20 @@ def test_rootfs_customization_is_refused_with_an_imager_image(tmp_path):
     params = {"image": "local/me/imager:v1", "rootfs_edits": "/bin/dmesg"}
     with pytest.raises(BuildgraphError, match="CUSTOMIZATION and RM change a root filesystem"):
         probe(Probe(params, "amd64", tmp_path, tmp_path / "cache"))
+
+
+def test_an_image_format_picks_the_profile_that_builds_it():
+    metal = {"platform": "metal", "diskSize": "1246MiB", "diskFormat": "raw", "outFormat": ".zst"}
+    platforms = {"metal": metal, "metal-qcow2": {**metal, "diskFormat": "qcow2", "outFormat": ""}}
+
+    def target(output: dict, base: str | None = None) -> str:
+        profile = {"arch": "amd64", "platform": "metal", "output": {"kind": "image", **output}}
+        return build_request(profile, platforms, base).target
+
+    assert target({}) == "image-metal"
+    assert target({}, base="metal-qcow2") == "image-metal-qcow2"
+    assert target({"imageOptions": {"diskFormat": "qcow2"}}) == "image-metal-qcow2"
+    assert target({"outFormat": "raw", "imageOptions": {"diskFormat": "qcow2"}}) == (
+        "image-metal-qcow2"
+    )
+    assert target({"outFormat": ".zst"}, base="metal-qcow2") == "image-metal"

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     profile = _resolve(args, platforms)
     print("profile ready:")
     print(yaml.safe_dump(ordered(profile), sort_keys=False, default_flow_style=False), end="")
-    request = build_request(profile, platforms, disk=args.profile in platforms)
+    base = args.profile if args.profile in platforms else None
+    request = build_request(profile, platforms, base)
     goal = [request.target] + ([request.cmdline_target] if request.cmdline_target else [])
     session = Session(root, dict.fromkeys(goal), request.variables)
     session.build()

@@ -121,11 +121,14 @@ class Request:
     arch: str
 
 
-def build_request(profile: dict[str, Any], platforms: dict[str, dict], disk: bool) -> Request:
+def build_request(
+    profile: dict[str, Any], platforms: dict[str, dict], base: str | None = None
+) -> Request:
     """Translate a checked profile; refuse what this graph cannot build, saying why.
 
-    ``disk``: the command line is a disk image's, whose META is on its partition (the
-    base was a platform profile), not the ISO's, which carries META itself.
+    ``base``: the platform profile the imager was given by name, if any. Then a command
+    line is that disk image's, whose META is on its partition, not the ISO's, which
+    carries META itself.
     """
     arch = profile.get("arch")
     if arch not in ARCHES:
@@ -140,14 +143,12 @@ def build_request(profile: dict[str, Any], platforms: dict[str, dict], disk: boo
     if kind not in KINDS:
         raise ProfileError(f"profile.output.kind: {kind!r} is not one of {', '.join(KINDS)}")
     platform = profile.get("platform", "metal")
-    name = _profile_named(platform, platforms)
+    name = _profile_for(platform, output if kind == "image" else {}, platforms, base)
     if kind in ("iso", "installer", "kernel", "initramfs") and platform != "metal":
         raise ProfileError(
             f"profile.platform: {kind} assets are built for metal, not {platform!r}",
             hint="leave --platform out, or use output kind image or cmdline",
         )
-    if kind == "image":
-        _check_image_output(output, platforms[name], name)
     custom = profile.get("customization") or {}
     inputs = profile.get("input") or {}
     overlay = profile.get("overlay") or {}
@@ -174,37 +175,40 @@ def build_request(profile: dict[str, Any], platforms: dict[str, dict], disk: boo
         values["TAG"] = profile["version"]
     target = {"iso": "iso", "installer": "installer-image", "kernel": "kernel",
               "initramfs": "initramfs", "image": f"image-{name}"}.get(kind)  # fmt: skip
-    iso = kind in ("iso", "kernel", "initramfs") or (kind == "cmdline" and not disk)
+    iso = kind in ("iso", "kernel", "initramfs") or (kind == "cmdline" and base is None)
     cmdline = "iso-cmdline" if iso else f"cmdline-{name}"
     if kind == "installer":
         cmdline = None
     return Request(values, target or cmdline, cmdline, arch)
 
 
-def _profile_named(platform: str, platforms: dict[str, dict]) -> str:
-    for name in sorted(platforms, key=lambda n: (n != platform, len(n), n)):
-        if platforms[name]["platform"] == platform:
-            return name
-    raise ProfileError(
-        f"profile.platform: unknown platform {platform!r}",
-        hint="known are " + ", ".join(sorted({p["platform"] for p in platforms.values()})),
+def _profile_for(
+    platform: str, output: dict, platforms: dict[str, dict], base: str | None
+) -> str:
+    """The profile of ``platform`` whose image is what ``output`` asks (its outFormat and
+    imageOptions, where given): ``base`` if it fits, else the shortest-named that does."""
+    candidates = sorted(
+        (name for name, p in platforms.items() if p["platform"] == platform),
+        key=lambda name: (name != base, name != platform, len(name), name),
     )
-
-
-def _check_image_output(output: dict, platform: dict, name: str) -> None:
-    """An image's format and size are its profile's: refuse a profile that says otherwise."""
-    wanted = image_output(platform)
-    fields = [("outFormat", output.get("outFormat"), wanted["outFormat"])]
-    for key, value in (output.get("imageOptions") or {}).items():
-        fields.append((f"imageOptions.{key}", value, wanted["imageOptions"][key]))
-    for field, value, expected in fields:
-        if value is not None and str(value) != str(expected):
-            raise ProfileError(
-                f"profile.output.{field}: {value!r} differs from profile {name!r}, which"
-                f" builds {expected!r}",
-                hint=f"add a profile file under targets/profiles/ with {field.split('.')[-1]}:"
-                f" {value} (a new profile is a file of data)",
-            )
+    if not candidates:
+        raise ProfileError(
+            f"profile.platform: unknown platform {platform!r}",
+            hint="known are " + ", ".join(sorted({p["platform"] for p in platforms.values()})),
+        )
+    asked = {"outFormat": output.get("outFormat"), **(output.get("imageOptions") or {})}
+    for name in candidates:
+        built = image_output(platforms[name])
+        has = {"outFormat": built["outFormat"], **built["imageOptions"]}
+        if all(value is None or str(value) == str(has[key]) for key, value in asked.items()):
+            return name
+    wanted = ", ".join(f"{key}: {value}" for key, value in asked.items() if value is not None)
+    raise ProfileError(
+        f"profile.output: no {platform} profile builds {wanted}"
+        f" (profiles of {platform}: {', '.join(candidates)})",
+        hint=f"add a profile file under targets/profiles/ with platform: {platform} and"
+        f" {wanted} (a new image format is a file of data)",
+    )
 
 
 def _extension(entry: dict[str, str]) -> str:
