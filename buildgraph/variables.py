@@ -49,6 +49,10 @@ class Variable:
     help: str
     default_doc: str
     fans_out: bool = False
+    requires: str = ""
+    """A variable that must be set too when this one is: it has no effect otherwise."""
+    excludes: str = ""
+    """A variable that must be empty when this one is set: they cannot both apply."""
 
 
 def _one_of(*accepted: str) -> Validator:
@@ -289,7 +293,8 @@ TABLE: tuple[Variable, ...] = (
         "empty",
     ),
     *(
-        Variable(name, _from_imager_args(name), _flag_value(name), help, FROM_IMAGER_ARGS)
+        Variable(name, _from_imager_args(name), _flag_value(name), help, FROM_IMAGER_ARGS,
+                 requires="OVERLAY_IMAGE" if name in ("OVERLAY_NAME", "OVERLAY_OPTIONS") else "")
         for name, help in (
             ("KERNEL_ARGS", "kernel command line edits (--extra-kernel-arg)"),
             ("META", "initial META values, KEY=VALUE words (--meta)"),
@@ -307,6 +312,7 @@ TABLE: tuple[Variable, ...] = (
         _customization,
         "files added to the root filesystem: a directory, or an image reference",
         "empty",
+        excludes="IMAGER_IMAGE",
     ),
     Variable(
         "RM",
@@ -314,6 +320,7 @@ TABLE: tuple[Variable, ...] = (
         _rm,
         "root filesystem paths removed before CUSTOMIZATION is added (words)",
         "empty",
+        excludes="IMAGER_IMAGE",
     ),
 )  # fmt: skip
 
@@ -419,6 +426,8 @@ class Values(Mapping[str, str]):
         if name in PATH_WORDS:
             value = PATH_WORDS[name](value, self.root)
         self._resolved[name] = value
+        if value:
+            _check_together(row, value, self)
         return value
 
     def __iter__(self):
@@ -440,6 +449,21 @@ class Values(Mapping[str, str]):
         if row is not None and row.default_doc == FROM_IMAGER_ARGS and self[name]:
             return "from IMAGER_ARGS"
         return "default"
+
+
+def _check_together(row: Variable, value: str, values: Values) -> None:
+    if row.requires and not values[row.requires]:
+        raise VariableError(
+            f"variable {row.name} is set ({value!r}) but {row.requires} is empty, and"
+            f" {row.name} does nothing without it",
+            hint=f"set {row.requires} too, or leave {row.name} out",
+        )
+    if row.excludes and values[row.excludes]:
+        raise VariableError(
+            f"variables {row.name} and {row.excludes} cannot both be set: {row.name} is the"
+            f" {row.help}, and with {row.excludes} that is not built here",
+            hint=f"leave {row.excludes} empty to use {row.name}, or drop {row.name}",
+        )
 
 
 def _checked(row: Variable, value: str, how: str) -> str:

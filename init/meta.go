@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 const (
@@ -66,6 +67,9 @@ func decodeMetaEntries(data []byte, terminated bool) (metaValues, error) {
 			return nil, fmt.Errorf("key %s is out of order or repeated", metaKeyName(key))
 		}
 		last = int(key)
+		if !utf8.Valid(data[pos : pos+length]) {
+			return nil, fmt.Errorf("value of %s is not UTF-8", metaKeyName(key))
+		}
 		values[key] = string(data[pos : pos+length])
 		pos += length
 	}

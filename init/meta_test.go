@@ -66,6 +66,7 @@ func TestMetaCmdlineRejects(t *testing.T) {
 		"CgAFaGVsbG8LAAF4=", // padding
 		"CgAF+GVsbG8LAAF4",  // not the URL alphabet
 		"CwABeAoABWhlbGxv",  // 0xb before 0xa
+		"CgAC__4",           // a value that is not UTF-8, as the Python writer refuses
 	} {
 		if got, err := decodeMetaCmdline(v); err == nil {
 			t.Errorf("%s: got %q, want an error", v, got)

@@ -6,6 +6,7 @@ ISO and disk is in test_imager_boot.py.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -119,14 +120,26 @@ def test_imager_args_take_the_same_flags_and_canonical_values():
     }
 
 
-def test_rootfs_customization_is_refused_with_an_imager_image(tmp_path):
-    from buildgraph.errors import BuildgraphError
-    from buildgraph.steps import Probe, load_builtin
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"CUSTOMIZATION": "./files", "IMAGER_IMAGE": "local/me/imager:v1"},
+         "variables CUSTOMIZATION and IMAGER_IMAGE cannot both be set"),
+        ({"RM": "/etc/motd", "IMAGER_ARGS": "", "IMAGER_IMAGE": "local/me/imager:v1"},
+         "variables RM and IMAGER_IMAGE cannot both be set"),
+        ({"OVERLAY_OPTIONS": "board=x"}, "variable OVERLAY_OPTIONS is set ('board=x') but"
+         " OVERLAY_IMAGE is empty"),
+        ({"IMAGER_ARGS": "--overlay-name example"}, "variable OVERLAY_NAME is set"),
+    ],
+)  # fmt: skip
+def test_variables_that_only_apply_together_are_refused_apart(tmp_path, given, message):
+    from buildgraph.errors import VariableError
+    from buildgraph.variables import resolve
 
-    probe = load_builtin()["initramfs"].probe
-    params = {"image": "local/me/imager:v1", "rootfs_edits": "/bin/dmesg"}
-    with pytest.raises(BuildgraphError, match="CUSTOMIZATION and RM change a root filesystem"):
-        probe(Probe(params, "amd64", tmp_path, tmp_path / "cache"))
+    with pytest.raises(VariableError, match=re.escape(message)):
+        values = resolve(given, {}, tmp_path)  # given values are checked at once,
+        for name in ("CUSTOMIZATION", "RM", "OVERLAY_NAME", "OVERLAY_OPTIONS"):
+            values[name]  # the ones IMAGER_ARGS sets when a target reads them
 
 
 def test_an_image_format_picks_the_profile_that_builds_it():
@@ -144,3 +157,39 @@ def test_an_image_format_picks_the_profile_that_builds_it():
         "image-metal-qcow2"
     )
     assert target({"outFormat": ".zst"}, base="metal-qcow2") == "image-metal"
+
+
+def test_a_cmdline_profile_is_its_platform_s_and_metal_s_is_the_iso_s():
+    platforms = {"metal": {"platform": "metal"}, "aws": {"platform": "aws"}}
+
+    def cmdline(platform: str, base: str | None = None) -> str:
+        profile = {"arch": "amd64", "platform": platform, "output": {"kind": "cmdline"}}
+        return build_request(profile, platforms, base).target
+
+    assert cmdline("aws") == "cmdline-aws"
+    assert cmdline("metal") == "iso-cmdline"  # the ISO's, with META on it
+    assert cmdline("metal", base="metal") == "cmdline-metal"  # the disk's: META on its partition
+
+
+def test_an_output_directory_that_cannot_be_written_is_one_error(repo, tmp_path):
+    (tmp_path / "file").write_text("not a directory\n")
+    done = imager(repo, tmp_path / "cache", "aws", "--arch=amd64", "--output-kind=cmdline",
+                  "--output", str(tmp_path / "file"))  # fmt: skip
+    _fails(done, f"--output {tmp_path / 'file'}: cannot copy cmdline-aws-amd64 there")
+    assert (tmp_path / "file").read_text() == "not a directory\n"
+    assert (repo / "_out" / "cmdline-aws-amd64").exists()  # the asset is built, and said where
+
+
+def test_meta_too_long_for_the_kernel_command_line_is_refused_for_an_iso(repo, tmp_path):
+    done = imager(repo, tmp_path / "cache", "iso", "--arch=amd64", "--output-kind=cmdline",
+                  "--meta", "0xa=" + "a" * 3000)  # fmt: skip
+    _fails(done, "the kernel command line with META is", "the kernel keeps 2047",
+           "use a disk image")  # fmt: skip
+    assert not (repo / "_out" / "iso-cmdline-amd64").exists()
+
+
+def test_meta_larger_than_its_partition_is_refused_before_anything_runs(repo, tmp_path):
+    words = " ".join(f"--meta={key}={'x' * 60000}" for key in range(10))
+    done = imager(repo, tmp_path / "cache", "metal", *words.split())
+    _fails(done, "--meta", "a copy has room for 524288")
+    assert not (repo / "_out").exists()

@@ -166,3 +166,24 @@ def test_a_customization_image_puts_its_files_into_the_rootfs(made) -> None:
     assert "/manifest.yaml" in listing and "/rootfs/usr/local/bin/hello" in listing
     assert "/etc/os-release" not in listing and not any(p.startswith("/bin") for p in listing)
     assert "/etc/hostname" in listing and "/usr/local/bin" in listing  # the rest stays
+
+
+def test_a_customization_replaces_symlinks_and_never_writes_through_them(made, tmp_path) -> None:
+    root = made["root"]
+    files = tmp_path / "files"
+    (files / "bin").mkdir(parents=True)
+    (files / "bin" / "sh").write_text("#!/bin/false\n")
+    (files / "bin" / "sh").chmod(0o755)
+    (files / "tmp").mkdir(mode=0o755)
+    (files / "tmp" / "note").write_text("x\n")
+    build(root, made["cache"], "rootfs", "PLATFORM=linux/amd64", f"CUSTOMIZATION={files}")
+    listing = subprocess.run(["unsquashfs", "-lls", "-d", "", str(root / "_out/rootfs-amd64.sqsh")],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    entries = {line.split()[-1] if " -> " not in line else line.split()[-3]: line
+               for line in listing.splitlines() if line[:1] in "-dlcb"}  # fmt: skip
+    assert entries["/bin/sh"].startswith("-rwxr-xr-x") and " 13 " in entries["/bin/sh"]
+    assert " -> " not in entries["/bin/sh"]
+    assert int(entries["/bin/busybox"].split()[2]) > 100_000  # busybox itself untouched
+    assert entries["/bin/ls"].endswith("-> busybox")
+    assert entries["/tmp"].startswith("drwxrwxrwt")  # the OS's directory keeps its mode
+    assert "/tmp/note" in entries

@@ -56,14 +56,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"kernel command line: {line}")
     (asset,) = _outputs(session, request.target)
     if args.output is not None:
-        args.output.mkdir(parents=True, exist_ok=True)
-        dest = args.output / asset.name
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(asset, tmp)
-        os.replace(tmp, dest)
-        asset = dest
+        asset = _copy_out(asset, args.output)
     print(f"output asset path: {asset}")
     return 0
+
+
+def _copy_out(asset: Path, directory: Path) -> Path:
+    """Copy the asset into ``directory`` atomically: a whole file or none."""
+    dest = directory / asset.name
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(asset, tmp)
+        os.replace(tmp, dest)
+    except OSError as err:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise BuildgraphError(
+            f"--output {directory}: cannot copy {asset.name} there: {err.strerror}",
+            hint=f"give a directory you can write to; the asset is at {asset}",
+        ) from None
+    return dest
 
 
 def _outputs(session: Any, target: str) -> list[Path]:

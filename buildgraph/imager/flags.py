@@ -28,12 +28,13 @@ def _kernel_args(words: list[str]) -> list[str]:
 
 
 def _meta(words: list[str]) -> list[str]:
-    from ..formats.meta import key_name, parse_assignment
+    from ..formats.meta import encode_partition, key_name, parse_assignment
 
     values: dict[int, str] = {}
     for word in words:
         key, value = parse_assignment(word)
         values[key] = value
+    encode_partition(values)  # refuses values that do not fit the META partition
     return [f"{key_name(key)}={values[key]}" for key in sorted(values)]
 
 

@@ -175,7 +175,9 @@ def build_request(
         values["TAG"] = profile["version"]
     target = {"iso": "iso", "installer": "installer-image", "kernel": "kernel",
               "initramfs": "initramfs", "image": f"image-{name}"}.get(kind)  # fmt: skip
-    iso = kind in ("iso", "kernel", "initramfs") or (kind == "cmdline" and base is None)
+    iso = kind in ("iso", "kernel", "initramfs") or (
+        kind == "cmdline" and base is None and platform == "metal"
+    )
     cmdline = "iso-cmdline" if iso else f"cmdline-{name}"
     if kind == "installer":
         cmdline = None
@@ -197,6 +199,8 @@ def _profile_for(
             hint="known are " + ", ".join(sorted({p["platform"] for p in platforms.values()})),
         )
     asked = {"outFormat": output.get("outFormat"), **(output.get("imageOptions") or {})}
+    if all(value is None for value in asked.values()):
+        return candidates[0]
     for name in candidates:
         built = image_output(platforms[name])
         has = {"outFormat": built["outFormat"], **built["imageOptions"]}

@@ -12,11 +12,14 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import StepFailedError
 from ..formats import meta
 from ..kernelargs import Cmdline
 from . import StepContext, step
 from .overlay import load as load_overlay
 
+MAX_LINE = 2047
+"""COMMAND_LINE_SIZE - 1 on amd64 and arm64: the kernel cuts what is longer."""
 PARAMS = ("platform", "platform_key", "defaults", "platform_args", "consoles", "extra",
           "overlay_name", "overlay_options")  # fmt: skip
 
@@ -64,5 +67,14 @@ def cmdline_meta(ctx: StepContext) -> None:
     values = dict(meta.parse_assignment(word) for word in shlex.split(ctx.params["meta"]))
     line = source.read_text().strip()
     param = meta.cmdline_param(values)
+    if param:
+        line = f"{line} {param}"
+    if len(line) > MAX_LINE:
+        raise StepFailedError(
+            f"the kernel command line with META is {len(line)} bytes; the kernel keeps"
+            f" {MAX_LINE} (META takes {len(param)} of them as {param[:24]}...)",
+            hint="give less META for an ISO or PXE boot, or use a disk image, whose META"
+            " partition holds up to 512 KiB",
+        )
     (name,) = ctx.outputs
-    ctx.output(name).write_text(f"{line} {param}\n" if param else f"{line}\n")
+    ctx.output(name).write_text(f"{line}\n")

@@ -152,7 +152,13 @@ def files(ctx: StepContext) -> None:
     (out,) = ctx.outputs
     text, what = ctx.params["source"], ctx.params["what"]
     if _is_path(text):
-        tar_from_directory(_directory(ctx), ctx.output(out), mtime=0)
+        directory = _directory(ctx)
+        tar_from_directory(directory, ctx.output(out), mtime=0)
+        if ctx.probed and ctx.probed != "dir " + tree_digest(directory):
+            raise StepFailedError(
+                f"{what} {text!r} changed while it was being built",
+                hint="run the build again once the directory is no longer being edited",
+            )
         return
     assert ctx.arch is not None and ctx.cache_dir is not None
     probed = ctx.probed or _probe_files(Probe(ctx.params, ctx.arch, ctx.root, ctx.cache_dir))

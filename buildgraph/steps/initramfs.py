@@ -4,9 +4,7 @@ The modules are the closure of params.modules under their modinfo ``depends=`` (
 packages carry no modules.dep: depmod runs at install time), uncompressed, and listed
 dependencies first in ``/lib/modules/load.list`` for the init to load in order.
 The kernel's xz decompressor takes only CRC32 checks, hence ``--check=crc32``.
-With params.image (IMAGER_IMAGE) the initramfs comes from that imager image instead, and
-params.rootfs_edits (CUSTOMIZATION, RM), which only a rootfs built here can take, must be
-empty: the probe says so before anything runs.
+With params.image (IMAGER_IMAGE) the initramfs comes from that imager image instead.
 """
 
 from __future__ import annotations
@@ -20,9 +18,9 @@ import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..errors import BuildgraphError, StepFailedError
+from ..errors import StepFailedError
 from ..formats.cpio import Writer
-from . import Probe, StepContext, check_epoch, step
+from . import StepContext, check_epoch, step
 from .imagefile import copy_from_image, probe_image
 
 LOAD_LIST = "lib/modules/load.list"
@@ -101,17 +99,7 @@ def _read_module(data: bytes, path: str) -> bytes:
     raise StepFailedError(f"kernel module {path}: only .ko and .ko.xz are supported")
 
 
-def _probe(probe: Probe) -> str:
-    if probe.params.get("image") and probe.params.get("rootfs_edits"):
-        raise BuildgraphError(
-            "CUSTOMIZATION and RM change a root filesystem built here; with IMAGER_IMAGE the"
-            " initramfs, rootfs and all, comes from that image",
-            hint="leave IMAGER_IMAGE empty to customize the rootfs, or drop CUSTOMIZATION/RM",
-        )
-    return probe_image(probe)
-
-
-@step("initramfs", version=1, tools=("xz",), check=_check, probe=_probe)
+@step("initramfs", version=1, tools=("xz",), check=_check, probe=probe_image)
 def initramfs(ctx: StepContext) -> None:
     """Write the cpio (sorted, owner 0, one mtime) and compress it with xz."""
     if ctx.params.get("image"):

@@ -9,7 +9,10 @@ written through a symlink the package brought, so an image cannot aim a write at
 
 Then, as Talos' installer customization does, the paths in params.rm (RM) are removed
 and the files of the ``customization`` need (CUSTOMIZATION: a directory or an image,
-flattened to a tar by the ``files`` step) are added on top.
+flattened to a tar by the ``files`` step) are added on top: unpacked apart (the ``data``
+filter: no link out of it, no device), then merged entry by entry, replacing what is in
+the way (a symlink is replaced, never written through) and keeping the modes of the
+directories the OS already has.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -97,7 +101,10 @@ def rootfs(ctx: StepContext) -> None:
         _remove(tree, path.strip("/"))
     customization = ctx.optional_input("customization")
     if customization is not None:
-        untar.extract(customization, tree)
+        files = ctx.out_dir.parent / "customization"
+        files.mkdir()
+        untar.extract(customization, files, "data")
+        _merge(files, tree)
     tree.chmod(0o755)
     epoch = str(int(ctx.params["epoch"]))
     ctx.run(
@@ -124,3 +131,29 @@ def _remove(tree: Path, relative: str) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def _merge(files: Path, tree: Path) -> None:
+    """Put every entry of ``files`` at the same place in ``tree``, top down."""
+    for top, dirs, names in os.walk(files):
+        for name in sorted(dirs + names):
+            src = Path(top, name)
+            relative = str(src.relative_to(files))
+            dest = _target(tree, relative)  # refuses a symlink on the way, unlinks one at dest
+            st = os.lstat(src)
+            if stat.S_ISDIR(st.st_mode):
+                if dest.exists() and not dest.is_dir():
+                    dest.unlink()
+                if not dest.exists():
+                    dest.mkdir()
+                    dest.chmod(stat.S_IMODE(st.st_mode))
+                continue
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            dest.unlink(missing_ok=True)
+            if stat.S_ISLNK(st.st_mode):
+                dest.symlink_to(os.readlink(src))
+            else:
+                shutil.copyfile(src, dest)
+                dest.chmod(stat.S_IMODE(st.st_mode))
+        dirs[:] = [d for d in dirs if not Path(top, d).is_symlink()]
