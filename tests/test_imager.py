@@ -99,6 +99,12 @@ def test_a_profile_from_stdin_with_an_unknown_field_fails_naming_it(repo, tmp_pa
         (["iso", "--overlay-option", "novalue"], None, "is not KEY=VALUE"),
         (["iso", "--system-extension-image", "Bad:Ref"], None, "bad image reference"),
         (["iso", "--base-installer-image", "Bad:Ref"], None, "--base-installer-image"),
+        (["-"], "arch: amd64\noutput: {kind: iso}\ncustomization: {rootfs: {remove: [../x]}}\n",
+         "profile.customization.rootfs.remove: paths inside the root filesystem, no '..'"),
+        (["iso", "--overlay-option", "board=x"], None,
+         "profile.overlay.options (--overlay-option) is set, but profile.overlay.image is not"),
+        (["-"], "arch: amd64\noutput: {kind: iso}\ninput: {kernel: {path: /boot/vmlinuz}}\n",
+         "profile.input.kernel.path: this graph builds the kernel"),
     ],
 )  # fmt: skip
 def test_bad_profiles_and_flags_stop_before_anything_is_built(repo, tmp_path, args, stdin,
@@ -193,3 +199,14 @@ def test_meta_larger_than_its_partition_is_refused_before_anything_runs(repo, tm
     done = imager(repo, tmp_path / "cache", "metal", *words.split())
     _fails(done, "--meta", "a copy has room for 524288")
     assert not (repo / "_out").exists()
+
+
+def test_the_default_kernel_and_initramfs_paths_of_the_seed_profile_are_accepted(repo, tmp_path):
+    profile = (
+        "arch: amd64\nplatform: metal\noutput: {kind: cmdline}\ninput:\n"
+        "  kernel: {path: /usr/install/amd64/vmlinuz}\n"
+        "  initramfs: {path: /usr/install/amd64/initramfs.xz}\n"
+    )
+    done = imager(repo, tmp_path / "cache", "-", stdin=profile)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].endswith("iso-cmdline-amd64")

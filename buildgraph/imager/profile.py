@@ -18,6 +18,8 @@ from ..errors import BuildgraphError
 from ..variables import ARCHES
 from . import flags
 
+DEFAULT_ASSETS = "/usr/install"
+"""Where an imager image holds the boot assets: the default input.kernel/initramfs paths."""
 KINDS = ("iso", "image", "installer", "kernel", "initramfs", "cmdline")
 _REF = {"imageRef": str}
 _ASSET = {"path": str, "imageRef": str}
@@ -163,14 +165,10 @@ def build_request(
         "OVERLAY_OPTIONS": shlex.join(f"{k}={v}" for k, v in options.items()),
         "CUSTOMIZATION": _files(custom.get("rootfs", {}).get("files", "")),
         "RM": shlex.join(custom.get("rootfs", {}).get("remove", [])),
-        "IMAGER_IMAGE": _imager_image(inputs),
+        "IMAGER_IMAGE": _imager_image(inputs, arch),
         "BASE_INSTALLER_IMAGE": (inputs.get("baseInstaller") or {}).get("imageRef", ""),
     }
-    for variable in flags.BY_VARIABLE:
-        try:
-            values[variable] = flags.canonical(variable, values[variable])
-        except ValueError as err:
-            raise ProfileError(f"profile: {flags.BY_VARIABLE[variable].option}: {err}") from None
+    _check_values(values)
     if profile.get("version"):
         values["TAG"] = profile["version"]
     target = {"iso": "iso", "installer": "installer-image", "kernel": "kernel",
@@ -238,18 +236,54 @@ def _files(text: str) -> str:
     return str(Path(text).expanduser().resolve())
 
 
-def _imager_image(inputs: dict[str, Any]) -> str:
+FIELDS = {
+    "KERNEL_ARGS": "customization.extraKernelArgs",
+    "META": "customization.metaContents",
+    "SYSTEM_EXTENSIONS": "input.systemExtensions",
+    "OVERLAY_IMAGE": "overlay.image",
+    "OVERLAY_NAME": "overlay.name",
+    "OVERLAY_OPTIONS": "overlay.options",
+    "BASE_INSTALLER_IMAGE": "input.baseInstaller",
+    "CUSTOMIZATION": "customization.rootfs.files",
+    "RM": "customization.rootfs.remove",
+}
+"""The profile field each variable comes from, for messages."""
+
+
+def _check_values(values: dict[str, str]) -> None:
+    """Each value as its variable's row checks it, in canonical form; errors name the
+    profile field (and the flag that sets it, if one does)."""
+    from ..variables import BY_NAME, Rejected
+
+    for name, field in FIELDS.items():
+        flag = flags.BY_VARIABLE.get(name)
+        where = f"profile.{field}" + (f" ({flag.option})" if flag else "")
+        try:
+            values[name] = BY_NAME[name].validate(values[name])
+        except Rejected as err:
+            raise ProfileError(f"{where}: {err}") from None
+        row = BY_NAME[name]
+        if values[name] and row.requires and not values.get(row.requires):
+            raise ProfileError(
+                f"{where} is set, but profile.{FIELDS[row.requires]} is not",
+                hint=f"give profile.{FIELDS[row.requires]} too, or leave {where} out",
+            )
+
+
+def _imager_image(inputs: dict[str, Any], arch: str) -> str:
     refs = {(inputs.get(k) or {}).get("imageRef", "") for k in ("kernel", "initramfs")}
     if len(refs) > 1:
         raise ProfileError(
             "profile.input: kernel and initramfs must come from the same imager image",
             hint="give both the same imageRef, or neither",
         )
-    for key in ("kernel", "initramfs"):
-        if (inputs.get(key) or {}).get("path"):
+    for key, default in (("kernel", "vmlinuz"), ("initramfs", "initramfs.xz")):
+        path = (inputs.get(key) or {}).get("path")
+        if path and path != f"{DEFAULT_ASSETS}/{arch}/{default}":
             raise ProfileError(
                 f"profile.input.{key}.path: this graph builds the {key} (or takes it from an"
-                " imager image, imageRef); a path is not an input here",
-                hint=f"drop input.{key}.path",
+                f" imager image, imageRef); {path!r} is not an input here",
+                hint=f"drop input.{key}.path, or give {DEFAULT_ASSETS}/{arch}/{default}, where"
+                " an imager image holds what this graph builds",
             )
     return refs.pop()

@@ -83,7 +83,14 @@ def load(tar_path: Path, name: str, options_words: str) -> Overlay:
                 raise StepFailedError(f"overlay {own!r}: {arg!r} names no option {match[0]}")
             return options[match.group(1)]
 
-        return _PLACEHOLDER.sub(value, str(arg))
+        filled = _PLACEHOLDER.sub(value, str(arg))
+        if not filled or any(c.isspace() for c in filled):
+            raise StepFailedError(
+                f"overlay {own!r}: kernel argument {arg!r} becomes {filled!r}, which is not"
+                " one argument",
+                hint="give the overlay options it uses values without spaces",
+            )
+        return filled
 
     boot = {
         n[len("boot/") :]: m for n, m in members.items() if n.startswith("boot/") and m.isfile()
