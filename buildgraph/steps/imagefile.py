@@ -65,17 +65,25 @@ def probe_ref(probe: Probe, text: str, what: str) -> str:
     return f"store {found[0]}"
 
 
-def copy_from_image(ctx: StepContext, name: str) -> None:
-    """Write ``usr/install/<arch>/<name>`` of params.image to the step's one output."""
+def image_manifest(ctx: StepContext, text: str, what: str) -> tuple[Any, dict[str, Any]]:
+    """(the embedded store, the manifest of this arch) of the image ``text`` names, as
+    the node's probe resolved it: pulled into the store first if it is a registry's."""
     from ..oci.layout import Layout
 
     assert ctx.arch is not None and ctx.cache_dir is not None
-    ref = _ref(ctx.params["image"])
-    probed = ctx.probed or probe_image(Probe(ctx.params, ctx.arch, ctx.root, ctx.cache_dir))
+    probed = ctx.probed or probe_ref(Probe(ctx.params, ctx.arch, ctx.root, ctx.cache_dir),
+                                     text, what)  # fmt: skip
     store = Layout(ctx.cache_dir / "oci")
-    manifest = stored_manifest(ctx, store, ref, probed)
+    manifest = stored_manifest(ctx, store, _ref(text, what), probed)
     if manifest is None:
-        raise StepFailedError(f"imager image {ref} has no linux/{ctx.arch} image")
+        raise StepFailedError(f"{what} {text} has no linux/{ctx.arch} image")
+    return store, manifest
+
+
+def copy_from_image(ctx: StepContext, name: str) -> None:
+    """Write ``usr/install/<arch>/<name>`` of params.image to the step's one output."""
+    ref = ctx.params["image"]
+    store, manifest = image_manifest(ctx, ref, "IMAGER_IMAGE")
     flat = ctx.out_dir.parent / "image.tar"
     store.flatten_manifest(manifest, flat)
     member = f"usr/install/{ctx.arch}/{name}"
@@ -147,7 +155,7 @@ def _probe_files(probe: Probe) -> str:
 @step("files", version=1, check=_check_files, probe=_probe_files)
 def files(ctx: StepContext) -> None:
     """Write the image's files (this arch), or the directory's, as one tar."""
-    from ..oci.layout import Layout, tar_from_directory
+    from ..oci.layout import tar_from_directory
 
     (out,) = ctx.outputs
     text, what = ctx.params["source"], ctx.params["what"]
@@ -160,10 +168,5 @@ def files(ctx: StepContext) -> None:
                 hint="run the build again once the directory is no longer being edited",
             )
         return
-    assert ctx.arch is not None and ctx.cache_dir is not None
-    probed = ctx.probed or _probe_files(Probe(ctx.params, ctx.arch, ctx.root, ctx.cache_dir))
-    store = Layout(ctx.cache_dir / "oci")
-    manifest = stored_manifest(ctx, store, _ref(text, what), probed)
-    if manifest is None:
-        raise StepFailedError(f"{what} {text} has no linux/{ctx.arch} image")
+    store, manifest = image_manifest(ctx, text, what)
     store.flatten_manifest(manifest, ctx.output(out))

@@ -74,18 +74,9 @@ def _base(ctx: StepContext, work: Path) -> tuple[list[Path], dict[str, Any]]:
     """The base image's layers and config: a dependency's archive, or params.base_image."""
     params = ctx.params
     if params.get("base_image"):
-        from ..oci.layout import Layout
-        from .imagefile import _ref
-        from .package import stored_manifest
+        from .imagefile import image_manifest
 
-        assert ctx.cache_dir is not None
-        text = params["base_image"]
-        store = Layout(ctx.cache_dir / "oci")
-        probed = ctx.probed or _probe_image(Probe(params, ctx.arch, ctx.root, ctx.cache_dir))
-        manifest = stored_manifest(ctx, store, _ref(text, "BASE_INSTALLER_IMAGE"), probed)
-        if manifest is None:
-            raise BuildgraphError(f"BASE_INSTALLER_IMAGE {text} has no linux/{ctx.arch} image")
-        base = store
+        base, manifest = image_manifest(ctx, params["base_image"], "BASE_INSTALLER_IMAGE")
     elif params.get("base"):
         base = open_archive(ctx.input(params["base"]), work / "base")
         _entry, manifest = _only_image(base, params["base"])
