@@ -69,6 +69,7 @@ from checkout import copy_checkout
 from common import (
     CLEAN_ENV,
     WORK,
+    ColdRounds,
     doit_path,
     exclusive,
     host,
@@ -331,44 +332,14 @@ def run_raw(out: Path, scripts: dict[str, str], nodes: Sequence[str]) -> dict[st
 # -- measuring -----------------------------------------------------------------------
 
 
-@dataclass
-class Result:
+@dataclass(kw_only=True)
+class Result(ColdRounds):
     arch: str
-    walls: list[float] = field(default_factory=list)
-    steps: list[dict[str, float]] = field(default_factory=list)
-    """Per cold round, target -> the node's seconds."""
-    raws: list[dict[str, float]] = field(default_factory=list)
-    """Per cold round, target -> its raw script's seconds."""
     noops: list[float] = field(default_factory=list)
     changes: list[float] = field(default_factory=list)
     raw_changes: list[float] = field(default_factory=list)
     same: list[str] = field(default_factory=list)
     """Outputs whose bytes are the same in both peers."""
-
-    @property
-    def wall(self) -> float:
-        return statistics.median(self.walls)
-
-    @property
-    def step_sum(self) -> float:
-        return statistics.median(sum(round_.values()) for round_ in self.steps)
-
-    @property
-    def raw(self) -> float:
-        return statistics.median(sum(round_.values()) for round_ in self.raws)
-
-    @property
-    def outside(self) -> float:
-        """Seconds of ``doit iso`` outside any node: start-up, planning, doit."""
-        return statistics.median(
-            wall - sum(round_.values()) for wall, round_ in zip(self.walls, self.steps, strict=True)
-        )
-
-    def node(self, target: str) -> float:
-        return statistics.median(round_[target] for round_ in self.steps)
-
-    def raw_node(self, target: str) -> float:
-        return statistics.median(round_[target] for round_ in self.raws)
 
 
 def cpio_entries(path: Path) -> dict[str, tuple]:
@@ -409,7 +380,7 @@ def compare(raw: Raw, raw_out: Path) -> list[str]:
 
 def measure(raw: Raw, rounds: int, repeat: int, go_cache: str) -> Result:
     arch = raw.arch
-    result = Result(arch)
+    result = Result(arch=arch)
     cache, raw_out, gocache = (BOOT / f"{what}-{arch}" for what in ("cache", "raw", "raw-go"))
     for round_ in range(rounds):
         fresh_cache(cache, go_cache)

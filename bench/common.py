@@ -10,11 +10,13 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,55 @@ def revision(*paths: str) -> str:
         [*git, "status", "--porcelain", "--", *(paths or ("buildgraph",))], capture_output=True
     )
     return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout else "")
+
+
+@dataclass
+class ColdRounds:
+    """Cold rounds of a build against its raw scripts: what every bench reports."""
+
+    walls: list[float] = field(default_factory=list)
+    """Per round, the build's wall seconds."""
+    steps: list[dict[str, float]] = field(default_factory=list)
+    """Per round, target -> the node's seconds."""
+    raws: list[dict[str, float]] = field(default_factory=list)
+    """Per round, target -> its raw script's seconds."""
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def step_sum(self) -> float:
+        return statistics.median(sum(round_.values()) for round_ in self.steps)
+
+    @property
+    def raw_walls(self) -> list[float]:
+        return [sum(round_.values()) for round_ in self.raws]
+
+    @property
+    def raw(self) -> float:
+        return statistics.median(self.raw_walls)
+
+    @property
+    def outside(self) -> float:
+        """Seconds of the build outside any node: start-up, planning, doit."""
+        return statistics.median(
+            wall - sum(round_.values()) for wall, round_ in zip(self.walls, self.steps, strict=True)
+        )
+
+    def node(self, target: str) -> float:
+        return statistics.median(round_[target] for round_ in self.steps)
+
+    def raw_node(self, target: str) -> float:
+        return statistics.median(round_[target] for round_ in self.raws)
+
+    def table(self, nodes: Sequence[str], label: str) -> list[str]:
+        """Markdown rows: each node, their sum and the whole run, against the raw scripts."""
+        rows = [f"| node | {label} (s) | raw (s) |", "|---|---:|---:|"]
+        rows += [f"| {t} | {self.node(t):.2f} | {self.raw_node(t):.2f} |" for t in nodes]
+        rows.append(f"| sum of steps | {self.step_sum:.2f} | {self.raw:.2f} |")
+        rows.append(f"| whole run | {self.wall:.2f} | {self.raw:.2f} |")
+        return rows
 
 
 def write_section(begin: str, end: str, section: str) -> None:

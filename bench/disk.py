@@ -79,6 +79,7 @@ from boot import SEED, clone_checkout, doit, fresh_cache, plan, run_raw
 from common import (
     MIB,
     WORK,
+    ColdRounds,
     disk_image_scripts,
     doit_path,
     exclusive,
@@ -199,12 +200,7 @@ class Digest:
 
 
 @dataclass
-class Result:
-    walls: list[float] = field(default_factory=list)
-    steps: list[dict[str, float]] = field(default_factory=list)
-    """Per cold run, target -> the node's seconds."""
-    raws: list[dict[str, float]] = field(default_factory=list)
-    """Per cold run, target -> its raw script's seconds."""
+class Result(ColdRounds):
     noops: list[float] = field(default_factory=list)
     cpu: dict[str, list[tuple[float, float]]] = field(
         default_factory=lambda: {"buildgraph": [], "raw": []}
@@ -216,33 +212,8 @@ class Result:
     """Raw disk -> the engine's file digest over a fresh copy of it, and over that again."""
     space: Space | None = None
 
-    @property
-    def wall(self) -> float:
-        return statistics.median(self.walls)
-
-    @property
-    def step_sum(self) -> float:
-        return statistics.median(sum(round_.values()) for round_ in self.steps)
-
-    @property
-    def raw(self) -> float:
-        return statistics.median(sum(round_.values()) for round_ in self.raws)
-
-    @property
-    def outside(self) -> float:
-        """Seconds of the cold doit outside any node: start-up, planning, doit."""
-        return statistics.median(
-            wall - sum(round_.values()) for wall, round_ in zip(self.walls, self.steps, strict=True)
-        )
-
-    def node(self, target: str) -> float:
-        return statistics.median(round_[target] for round_ in self.steps)
-
     def cpu_median(self, peer: str, which: int) -> float:
         return statistics.median(times[which] for times in self.cpu[peer])
-
-    def raw_node(self, target: str) -> float:
-        return statistics.median(round_[target] for round_ in self.raws)
 
     def profile(self, rounds: list[dict[str, float]], profile: str) -> float:
         """Median over ``rounds`` (cold runs) of the seconds of a profile's disk and image
@@ -382,10 +353,7 @@ def size(n: int) -> str:
 def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
     assert r.space is not None
     space = r.space
-    rows = ["| node | buildgraph (s) | raw (s) |", "|---|---:|---:|"]
-    rows += [f"| {t} | {r.node(t):.2f} | {r.raw_node(t):.2f} |" for t in NODES]
-    rows.append(f"| sum of steps | {r.step_sum:.2f} | {r.raw:.2f} |")
-    rows.append(f"| whole run | {r.wall:.2f} | {r.raw:.2f} |")
+    rows = r.table(NODES, "buildgraph")
     over = (r.wall - r.raw) / r.raw
     own = r.outside / r.wall
     noop = statistics.median(r.noops)

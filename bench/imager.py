@@ -81,6 +81,7 @@ import yaml
 from boot import SEED, VARS, DoitRun, clone_checkout, cpio_entries, doit, doit_env, run_raw
 from common import (
     WORK,
+    ColdRounds,
     disk_image_scripts,
     doit_path,
     exclusive,
@@ -247,17 +248,13 @@ def check_same(raw: Raw) -> list[str]:
 
 @dataclass
 class Result:
-    walls: list[float] = field(default_factory=list)
-    steps: list[dict[str, float]] = field(default_factory=list)
-    raws: list[dict[str, float]] = field(default_factory=list)
+    customize: ColdRounds = field(default_factory=ColdRounds)
+    meta: ColdRounds = field(default_factory=ColdRounds)
     hits: dict[str, list[float]] = field(default_factory=dict)
     """Cache-hit run -> its walls."""
     statuses: dict[str, str] = field(default_factory=dict)
     """Cache-hit run -> its nodes' statuses, e.g. ``10 cached``."""
     same: list[str] = field(default_factory=list)
-    meta_walls: list[float] = field(default_factory=list)
-    meta_steps: list[dict[str, float]] = field(default_factory=list)
-    meta_raws: list[dict[str, float]] = field(default_factory=list)
 
 
 def node_seconds(run: DoitRun, expected: set[str]) -> dict[str, float]:
@@ -276,13 +273,14 @@ def customize(result: Result, rounds: int) -> None:
         raw = raw or Raw()
         for peer in ("raw", "imager") if round_ % 2 == 0 else ("imager", "raw"):
             if peer == "raw":
-                result.raws.append(run_raw(RAW_OUT, raw.scripts(), CUSTOMIZED))
-                say(f"  customize raw    {sum(result.raws[-1].values()):7.2f}s")
+                result.customize.raws.append(run_raw(RAW_OUT, raw.scripts(), CUSTOMIZED))
+                say(f"  customize raw    {result.customize.raw_walls[-1]:7.2f}s")
                 continue
             run = imager("iso", *CUSTOMIZE)
-            result.steps.append(node_seconds(run, labels(*CUSTOMIZED)))
-            result.walls.append(run.wall)
-            say(f"  customize imager {run.wall:7.2f}s, nodes {sum(result.steps[-1].values()):.2f}s")
+            result.customize.steps.append(node_seconds(run, labels(*CUSTOMIZED)))
+            result.customize.walls.append(run.wall)
+            nodes = sum(result.customize.steps[-1].values())
+            say(f"  customize imager {run.wall:7.2f}s, nodes {nodes:.2f}s")
     assert raw is not None
     result.same = check_same(raw)
 
@@ -337,13 +335,13 @@ def meta_change(result: Result, rounds: int) -> None:
         for peer in ("raw", "imager") if n % 2 else ("imager", "raw"):
             if peer == "raw":
                 scripts = disk_image_scripts(params, o, CLONE / "_out", "metal", meta)
-                result.meta_raws.append(run_raw(RAW_OUT, scripts, META_NODES))
-                say(f"  meta raw    {sum(result.meta_raws[-1].values()):7.2f}s")
+                result.meta.raws.append(run_raw(RAW_OUT, scripts, META_NODES))
+                say(f"  meta raw    {result.meta.raw_walls[-1]:7.2f}s")
                 continue
             run = imager("metal", "--meta", f"0xa={n}", env=META_ENV)
-            result.meta_steps.append(node_seconds(run, labels(*META_NODES)))
-            result.meta_walls.append(run.wall)
-            say(f"  meta imager {run.wall:7.2f}s, nodes {sum(result.meta_steps[-1].values()):.2f}s")
+            result.meta.steps.append(node_seconds(run, labels(*META_NODES)))
+            result.meta.walls.append(run.wall)
+            say(f"  meta imager {run.wall:7.2f}s, nodes {sum(result.meta.steps[-1].values()):.2f}s")
         for target in META_NODES:
             if not filecmp.cmp(out(o[target]), RAW_OUT / o[target], shallow=False):
                 raise SystemExit(f"the raw {target} script made other bytes than the imager")
@@ -366,29 +364,13 @@ def n_rounds(n: int) -> str:
     return f"{n} round{'s' if n > 1 else ''}"
 
 
-def table(
-    nodes: Sequence[str], steps: list[dict[str, float]], raws: list[dict[str, float]],
-    walls: list[float], label: str,
-) -> list[str]:  # fmt: skip
-    raw = median([sum(r.values()) for r in raws])
-    rows = [f"| node | {label} (s) | raw (s) |", "|---|---:|---:|"]
-    rows += [f"| {t} | {median([s[t] for s in steps]):.2f} | {median([r[t] for r in raws]):.2f} |"
-             for t in nodes]  # fmt: skip
-    rows.append(f"| sum of steps | {median([sum(s.values()) for s in steps]):.2f} | {raw:.2f} |")
-    rows.append(f"| whole run | {median(walls):.2f} | {raw:.2f} |")
-    return rows
-
-
-def summary(steps: list[dict[str, float]], raws: list[dict[str, float]], walls: list[float],
-            what: str) -> str:  # fmt: skip
-    raw_walls = [sum(r.values()) for r in raws]
-    wall, raw = median(walls), median(raw_walls)
-    outside = median([w - sum(s.values()) for w, s in zip(walls, steps, strict=True)])
+def summary(rounds: ColdRounds, what: str) -> str:
+    wall, raw, raw_walls = rounds.wall, rounds.raw, rounds.raw_walls
     return (
         f"- {what}: {wall:.2f} s against the raw tools' {raw:.2f} s, {wall / raw:.2f}x "
-        f"({wall - raw:+.2f} s). Runs: {min(walls):.2f}-{max(walls):.2f} s, raw "
+        f"({wall - raw:+.2f} s). Runs: {min(rounds.walls):.2f}-{max(rounds.walls):.2f} s, raw "
         f"{min(raw_walls):.2f}-{max(raw_walls):.2f} s. Outside any node (start-up, "
-        f"profile, planning): {outside:.2f} s."
+        f"profile, planning): {rounds.outside:.2f} s."
     )
 
 
@@ -419,14 +401,14 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
         "tarball spelled `hello.tar`, relative to the clone, where the imager had its "
         "absolute path), and that doit again; every node must be cached.",
         "",
-        *table(CUSTOMIZED, r.steps, r.raws, r.walls, "imager"),
+        *r.customize.table(CUSTOMIZED, "imager"),
         "",
         *hits,
         "",
     ]
-    if r.meta_walls:
+    if r.meta.walls:
         lines += [
-            f"**META change**, {n_rounds(len(r.meta_walls))}: before each, a fresh cache "
+            f"**META change**, {n_rounds(len(r.meta.walls))}: before each, a fresh cache "
             "and, untimed, `buildgraph imager metal --meta 0xa=0` and `sync`; then "
             "`buildgraph imager metal --meta 0xa=<n>`, a new n each round, with "
             "`ZSTD_LEVEL=3` in the environment (the metal profile's `.raw.zst` at the "
@@ -435,18 +417,18 @@ def report(r: Result, argv: Sequence[str], where: str, repeat: int) -> str:
             "disk's places the META partition's bytes, made untimed, with `dd`); both peers "
             "make the same bytes (checked every round).",
             "",
-            *table(META_NODES, r.meta_steps, r.meta_raws, r.meta_walls, "imager"),
+            *r.meta.table(META_NODES, "imager"),
             "",
         ]
     lines += [
-        summary(r.steps, r.raws, r.walls, "warm customization, imager"),
+        summary(r.customize, "warm customization, imager"),
         f"- cache hits: the imager again {median(r.hits['imager']):.3f} s, doit after the "
         f"imager {median(r.hits['doit']):.3f} s (`{DOIT_EXTENSIONS}`, relative, where the "
         f"imager had `{SHOWN}`), against a plain doit no-op's {noop:.3f} s; every node of "
         "every run cached.",
     ]
-    if r.meta_walls:
-        lines.append(summary(r.meta_steps, r.meta_raws, r.meta_walls, "META change, imager"))
+    if r.meta.walls:
+        lines.append(summary(r.meta, "META change, imager"))
     lines += [f"- outputs: {finding}." for finding in r.same]
     return "\n".join(lines)
 
