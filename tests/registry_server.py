@@ -99,6 +99,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def non_loopback_listener() -> Iterator[tuple[str, list[bytes]]]:
+    """A socket on this machine's non-loopback IPv4 address that records the first bytes
+    a client sends: ``(host:port, [first bytes])``, filled once the block has ended."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.123", 9))  # no packet is sent: this only picks a route
+        except OSError:
+            pytest.fail("this machine has no non-loopback IPv4 address to test with")
+        address = probe.getsockname()[0]
+    assert not address.startswith("127."), "no non-loopback IPv4 address to test with"
+    first_bytes: list[bytes] = []
+    with socket.socket() as server:
+        server.bind((address, 0))
+        server.listen(1)
+        server.settimeout(10)
+
+        def accept() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(5)
+                first_bytes.append(conn.recv(16))
+
+        thread = threading.Thread(target=accept)
+        thread.start()
+        yield f"{address}:{server.getsockname()[1]}", first_bytes
+        thread.join()
+
+
 def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost: (cert.pem, key.pem)."""
     cert, key = directory / "cert.pem", directory / "key.pem"

@@ -25,7 +25,12 @@ from pathlib import Path
 
 import pytest
 import structlog
-from registry_server import RunningRegistry, require_tools, serve_registry
+from registry_server import (
+    RunningRegistry,
+    non_loopback_listener,
+    require_tools,
+    serve_registry,
+)
 
 from buildgraph import log
 from buildgraph.oci.layout import (
@@ -502,40 +507,13 @@ def test_a_damaged_blob_in_the_store_is_named_and_nothing_is_tagged(plain, tmp_p
 
 @pytest.mark.slow
 def test_a_non_loopback_registry_is_pushed_to_over_https_only(tmp_path):
-    address = _non_loopback_address()
-    first_bytes: list[bytes] = []
     layout = two_arch_store(tmp_path)
-    with socket.socket() as server:
-        server.bind((address, 0))
-        server.listen(1)
-        server.settimeout(10)
-        port = server.getsockname()[1]
-
-        def accept() -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.settimeout(5)
-                first_bytes.append(conn.recv(16))
-
-        thread = threading.Thread(target=accept)
-        thread.start()
-        dest = parse(f"{address}:{port}/me/kernel:v1")
-        with pytest.raises(RegistryError, match=f"cannot reach registry {address}:{port}"):
+    with non_loopback_listener() as (host, first_bytes):
+        dest = parse(f"{host}/me/kernel:v1")
+        with pytest.raises(RegistryError, match=f"cannot reach registry {host}"):
             push(layout, SOURCE, dest, client=Client(timeout=5))
-        thread.join()
     assert first_bytes and first_bytes[0][:1] == b"\x16"  # a TLS handshake record
     assert not first_bytes[0].startswith((b"HEAD", b"GET", b"POST"))
-
-
-def _non_loopback_address() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.123", 9))  # no packet is sent: this only picks a route
-        except OSError:
-            pytest.fail("this machine has no non-loopback IPv4 address to test with")
-        address = probe.getsockname()[0]
-    assert not address.startswith("127."), "no non-loopback IPv4 address to test with"
-    return address
 
 
 # -- source checks, before any request (fast: the destination is a closed port) -----------------

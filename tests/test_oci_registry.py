@@ -8,11 +8,15 @@ import json
 import socket
 import subprocess
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
-from registry_server import RunningRegistry, require_tools, serve_registry
+from registry_server import (
+    RunningRegistry,
+    non_loopback_listener,
+    require_tools,
+    serve_registry,
+)
 
 from buildgraph.oci.layout import INDEX_TYPES, MANIFEST_TYPES, Image, Layout, tar_from_directory
 from buildgraph.oci.reference import parse
@@ -188,9 +192,7 @@ def test_a_tag_that_moved_is_a_digest_mismatch(tmp_path):
         good = resolve(parse(f"{registry.host}/me/kernel:v1"))
         # Swap the stored index for other bytes under the same digest, as a broken or
         # hostile registry would serve them.
-        blob = (
-            registry.root / "docker/registry/v2/blobs/sha256" / good[7:9] / good[7:] / "data"
-        )
+        blob = registry.root / "docker/registry/v2/blobs/sha256" / good[7:9] / good[7:] / "data"
         doc = json.loads(blob.read_bytes())
         doc["annotations"] = {"tampered": "yes"}
         blob.write_bytes(json.dumps(doc).encode())
@@ -272,40 +274,13 @@ def test_an_unreachable_registry_is_a_clear_error():
         resolve(parse("registry.invalid/me/kernel:v1"))
 
 
-def _non_loopback_address() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.123", 9))  # no packet is sent: this only picks a route
-        except OSError:
-            pytest.fail("this machine has no non-loopback IPv4 address to test with")
-        address = probe.getsockname()[0]
-    assert not address.startswith("127."), "no non-loopback IPv4 address to test with"
-    return address
-
-
 @pytest.mark.slow
 def test_a_non_loopback_registry_is_not_spoken_to_in_plain_http(tmp_path):
-    address = _non_loopback_address()
-    first_bytes: list[bytes] = []
-    with socket.socket() as server:
-        server.bind((address, 0))
-        server.listen(1)
-        server.settimeout(10)
-        port = server.getsockname()[1]
-
-        def accept() -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.settimeout(5)
-                first_bytes.append(conn.recv(16))
-
-        thread = threading.Thread(target=accept)
-        thread.start()
-        ref = parse(f"{address}:{port}/me/kernel:v1")
+    with non_loopback_listener() as (host, first_bytes):
+        ref = parse(f"{host}/me/kernel:v1")
         assert not ref.plain_http
-        with pytest.raises(RegistryError, match=f"cannot reach registry {address}:{port}"):
+        with pytest.raises(RegistryError, match=f"cannot reach registry {host}"):
             pull(ref, "amd64", Layout(tmp_path / "dest"), client=Client(timeout=5))
-        thread.join()
     assert first_bytes and first_bytes[0][:1] == b"\x16"  # a TLS handshake record
     assert not first_bytes[0].startswith(b"GET")
 
