@@ -102,8 +102,8 @@ def decode_entries(data: bytes, *, terminated: bool) -> dict[int, str]:
         pos += length
 
 
-def encode_partition(values: Mapping[int, str], size: int = DEFAULT_SIZE) -> bytes:
-    """A META partition of ``size`` bytes (even) holding ``values`` twice."""
+def partition_body(values: Mapping[int, str], size: int = DEFAULT_SIZE) -> bytes:
+    """The entries and end marker of a copy; ValueError when they do not fit one."""
     if size % 2:
         raise ValueError(f"META partition size {size} is odd; it holds two equal copies")
     half = size // 2
@@ -112,6 +112,13 @@ def encode_partition(values: Mapping[int, str], size: int = DEFAULT_SIZE) -> byt
         raise ValueError(
             f"META values take {HEADER.size + len(body)} bytes; a copy has room for {half}"
         )
+    return body
+
+
+def encode_partition(values: Mapping[int, str], size: int = DEFAULT_SIZE) -> bytes:
+    """A META partition of ``size`` bytes (even) holding ``values`` twice."""
+    body = partition_body(values, size)
+    half = size // 2
     copy = bytearray(half)
     copy[: HEADER.size] = HEADER.pack(MAGIC, VERSION, bytes(32))
     copy[HEADER.size : HEADER.size + len(body)] = body

@@ -11,6 +11,7 @@ initramfs.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shlex
 from collections.abc import Callable, Iterable
@@ -28,13 +29,13 @@ def _kernel_args(words: list[str]) -> list[str]:
 
 
 def _meta(words: list[str]) -> list[str]:
-    from ..formats.meta import encode_partition, key_name, parse_assignment
+    from ..formats.meta import key_name, parse_assignment, partition_body
 
     values: dict[int, str] = {}
     for word in words:
         key, value = parse_assignment(word)
         values[key] = value
-    encode_partition(values)  # refuses values that do not fit the META partition
+    partition_body(values)  # refuses values that do not fit the META partition
     return [f"{key_name(key)}={values[key]}" for key in sorted(values)]
 
 
@@ -158,6 +159,13 @@ def to_variables(args: argparse.Namespace) -> dict[str, str]:
 
 def parse_imager_args(text: str) -> dict[str, str]:
     """The variables an ``IMAGER_ARGS`` string sets; ValueError names what is wrong."""
+    return dict(_parsed(text))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str) -> tuple[tuple[str, str], ...]:
+    """Parsed once per text: each variable IMAGER_ARGS sets reads it (and the table checks
+    it first)."""
     parser = _Parser(prog="IMAGER_ARGS", add_help=False, allow_abbrev=False)
     add_to(parser)
     try:
@@ -171,4 +179,4 @@ def parse_imager_args(text: str) -> dict[str, str]:
     if rest:
         accepted = ", ".join(f.option for f in FLAGS)
         raise ValueError(f"{rest[0]!r} is not understood here; accepted are {accepted}")
-    return to_variables(args)
+    return tuple(to_variables(args).items())
