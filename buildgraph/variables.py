@@ -451,19 +451,32 @@ class Values(Mapping[str, str]):
         return "default"
 
 
+def unmet(row: Variable, value_of: Callable[[str], str]) -> tuple[str, str] | None:
+    """What a set ``row`` lacks or clashes with: ("requires", X) when X is empty,
+    ("excludes", X) when X is set; None when it may be set."""
+    if row.requires and not value_of(row.requires):
+        return "requires", row.requires
+    if row.excludes and value_of(row.excludes):
+        return "excludes", row.excludes
+    return None
+
+
 def _check_together(row: Variable, value: str, values: Values) -> None:
-    if row.requires and not values[row.requires]:
+    problem = unmet(row, values.__getitem__)
+    if problem is None:
+        return
+    kind, other = problem
+    if kind == "requires":
         raise VariableError(
-            f"variable {row.name} is set ({value!r}) but {row.requires} is empty, and"
+            f"variable {row.name} is set ({value!r}) but {other} is empty, and"
             f" {row.name} does nothing without it",
-            hint=f"set {row.requires} too, or leave {row.name} out",
+            hint=f"set {other} too, or leave {row.name} out",
         )
-    if row.excludes and values[row.excludes]:
-        raise VariableError(
-            f"variables {row.name} and {row.excludes} cannot both be set: {row.name} is the"
-            f" {row.help}, and with {row.excludes} that is not built here",
-            hint=f"leave {row.excludes} empty to use {row.name}, or drop {row.name}",
-        )
+    raise VariableError(
+        f"variables {row.name} and {other} cannot both be set: {row.name} is the"
+        f" {row.help}, and with {other} that is not built here",
+        hint=f"leave {other} empty to use {row.name}, or drop {row.name}",
+    )
 
 
 def _checked(row: Variable, value: str, how: str) -> str:

@@ -101,6 +101,10 @@ def test_a_profile_from_stdin_with_an_unknown_field_fails_naming_it(repo, tmp_pa
         (["iso", "--base-installer-image", "Bad:Ref"], None, "--base-installer-image"),
         (["-"], "arch: amd64\noutput: {kind: iso}\ncustomization: {rootfs: {remove: [../x]}}\n",
          "profile.customization.rootfs.remove: paths inside the root filesystem, no '..'"),
+        (["-"], "arch: amd64\noutput: {kind: iso}\ncustomization: {rootfs: {remove: [/x]}}\n"
+         "input: {kernel: {imageRef: local/me/imager:v1},"
+         " initramfs: {imageRef: local/me/imager:v1}}\n",
+         "profile.customization.rootfs.remove cannot go with profile.input.kernel.imageRef"),
         (["iso", "--overlay-option", "board=x"], None,
          "profile.overlay.options (--overlay-option) is set, but profile.overlay.image is not"),
         (["-"], "arch: amd64\noutput: {kind: iso}\ninput: {kernel: {path: /boot/vmlinuz}}\n",

@@ -246,6 +246,7 @@ FIELDS = {
     "BASE_INSTALLER_IMAGE": "input.baseInstaller",
     "CUSTOMIZATION": "customization.rootfs.files",
     "RM": "customization.rootfs.remove",
+    "IMAGER_IMAGE": "input.kernel.imageRef",
 }
 """The profile field each variable comes from, for messages."""
 
@@ -253,21 +254,29 @@ FIELDS = {
 def _check_values(values: dict[str, str]) -> None:
     """Each value as its variable's row checks it, in canonical form; errors name the
     profile field (and the flag that sets it, if one does)."""
-    from ..variables import BY_NAME, Rejected
+    from ..variables import BY_NAME, Rejected, unmet
 
     for name, field in FIELDS.items():
         flag = flags.BY_VARIABLE.get(name)
         where = f"profile.{field}" + (f" ({flag.option})" if flag else "")
+        row = BY_NAME[name]
         try:
-            values[name] = BY_NAME[name].validate(values[name])
+            values[name] = row.validate(values[name])
         except Rejected as err:
             raise ProfileError(f"{where}: {err}") from None
-        row = BY_NAME[name]
-        if values[name] and row.requires and not values.get(row.requires):
+        problem = unmet(row, lambda other: values.get(other, "")) if values[name] else None
+        if problem is None:
+            continue
+        kind, other = problem
+        if kind == "requires":
             raise ProfileError(
-                f"{where} is set, but profile.{FIELDS[row.requires]} is not",
-                hint=f"give profile.{FIELDS[row.requires]} too, or leave {where} out",
+                f"{where} is set, but profile.{FIELDS[other]} is not",
+                hint=f"give profile.{FIELDS[other]} too, or leave {where} out",
             )
+        raise ProfileError(
+            f"{where} cannot go with profile.{FIELDS[other]}: the rootfs is that image's",
+            hint=f"leave profile.{FIELDS[other]} out to customize the rootfs, or drop {where}",
+        )
 
 
 def _imager_image(inputs: dict[str, Any], arch: str) -> str:
