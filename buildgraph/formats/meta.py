@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 MAGIC = b"BGMETA"
 VERSION = 1
@@ -57,6 +57,11 @@ def parse_assignment(text: str) -> tuple[int, str]:
     _check_key(key, text)
     _check_value(value, text)
     return key, value
+
+
+def parse_words(words: Iterable[str]) -> dict[int, str]:
+    """``KEY=VALUE`` words as values; a later word wins for its key."""
+    return dict(map(parse_assignment, words))
 
 
 def key_name(key: int) -> str:

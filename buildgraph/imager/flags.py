@@ -29,12 +29,9 @@ def _kernel_args(words: list[str]) -> list[str]:
 
 
 def _meta(words: list[str]) -> list[str]:
-    from ..formats.meta import key_name, parse_assignment, partition_body
+    from ..formats.meta import key_name, parse_words, partition_body
 
-    values: dict[int, str] = {}
-    for word in words:
-        key, value = parse_assignment(word)
-        values[key] = value
+    values = parse_words(words)
     partition_body(values)  # refuses values that do not fit the META partition
     return [f"{key_name(key)}={values[key]}" for key in sorted(values)]
 

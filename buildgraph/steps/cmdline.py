@@ -64,7 +64,7 @@ def _check_meta(params: Mapping[str, Any]) -> None:
 def cmdline_meta(ctx: StepContext) -> None:
     """Copy the one input's command line, with META as ``buildgraph.meta=`` at its end."""
     (source,) = ctx.input_files()
-    values = dict(meta.parse_assignment(word) for word in shlex.split(ctx.params["meta"]))
+    values = meta.parse_words(shlex.split(ctx.params["meta"]))
     line = source.read_text().strip()
     param = meta.cmdline_param(values)
     if param:

@@ -140,7 +140,7 @@ def disk(ctx: StepContext) -> None:
     boot = work / "boot.img"
     _boot_filesystem(ctx, work / "boot", boot, boot_uuid, env, epoch,
                      overlay and (overlay_tar, overlay))  # fmt: skip
-    values = dict(meta.parse_assignment(w) for w in shlex.split(ctx.params.get("meta", "")))
+    values = meta.parse_words(shlex.split(ctx.params.get("meta", "")))
 
     path = ctx.output(out)
     with open(path, "wb") as f:
