@@ -214,3 +214,12 @@ def test_the_default_kernel_and_initramfs_paths_of_the_seed_profile_are_accepted
     done = imager(repo, tmp_path / "cache", "-", stdin=profile)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].endswith("iso-cmdline-amd64")
+
+
+def test_a_copy_that_cannot_land_leaves_no_temporary_file(repo, tmp_path):
+    assets = tmp_path / "assets"
+    (assets / "cmdline-aws-amd64").mkdir(parents=True)  # a directory where the file goes
+    done = imager(repo, tmp_path / "cache", "aws", "--arch=amd64", "--output-kind=cmdline",
+                  "--output", str(assets))  # fmt: skip
+    _fails(done, f"--output {assets}: cannot copy cmdline-aws-amd64 there")
+    assert sorted(p.name for p in assets.iterdir()) == ["cmdline-aws-amd64"]
