@@ -186,7 +186,7 @@ def plan(
 ) -> dict[str, Any]:
     """target -> its node for ``arch`` (params resolved, outputs named), as doit's run
     compiles them: the clone's engine, the same goal and variables."""
-    from buildgraph.session import Session
+    from buildgraph.engine.session import Session
 
     session = Session(clone, list(goal), {**VARS, "PLATFORM": f"linux/{arch}"}, {}, SEED)
     nodes = {node.target: node for node in session.nodes}

@@ -240,8 +240,8 @@ def digest_seconds(path: Path, repeat: int) -> Digest:
     """The engine's file digest over a fresh sparse copy of ``path``, which has its data in
     the page cache but not its holes (a step's new output is like that: nothing has read it
     yet), then over the same copy again."""
-    from buildgraph.formats import sparse
-    from buildgraph.hashing import digest_file
+    from buildgraph.engine import sparse
+    from buildgraph.engine.hashing import digest_file
 
     fresh: list[tuple[float, float]] = []
     again: list[tuple[float, float]] = []

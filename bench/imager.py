@@ -164,8 +164,8 @@ class Raw:
     reads the base assets from the clone's ``_out/``; ``W`` is its scratch."""
 
     def __init__(self) -> None:
+        from buildgraph.engine.session import Session
         from buildgraph.formats import sysext
-        from buildgraph.session import Session
         from buildgraph.steps.extensions import _one_line
 
         variables = {**VARS, "PLATFORM": PLATFORM, "SYSTEM_EXTENSIONS": str(TARBALL)}
@@ -321,7 +321,7 @@ def explain() -> str:
 
 
 def meta_change(result: Result, rounds: int) -> None:
-    from buildgraph.session import Session
+    from buildgraph.engine.session import Session
 
     variables = {**VARS, "PLATFORM": PLATFORM, "META": "0xa=1", **META_ENV}
     nodes = Session(CLONE, ["image-metal"], variables, {}, SEED).nodes

@@ -16,13 +16,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import debian, variables
-from .errors import BuildgraphError
-from .session import Session
-from .store import Store, default_cache_dir, parse_size
+from . import debian, plugin
+from .engine import variables
+from .engine.errors import BuildgraphError
+from .engine.session import Session
+from .engine.store import Store, default_cache_dir, parse_size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    plugin.install()
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -97,7 +99,7 @@ def _session(args: argparse.Namespace) -> Session:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .explain import explain
+    from .engine.explain import explain
 
     for line in explain(_session(args)):
         print(line)
@@ -137,7 +139,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _vars(args: argparse.Namespace) -> int:
-    from .specs import load_specs
+    from .engine.specs import load_specs
 
     _goal, assigned = _split(args.args)
     root = Path(args.root).resolve()
@@ -149,9 +151,7 @@ def _vars(args: argparse.Namespace) -> int:
         specs.variables if specs else {},
         specs.packages if specs else frozenset(),
     )
-    names = [row.name for row in variables.TABLE]
-    if specs:
-        names += [f"PKG_{p.upper().replace('-', '_')}" for p in sorted(specs.packages)]
+    names = variables.known_names(specs.packages if specs else frozenset())
     width = max(map(len, names))
     for name in names:
         row = variables.lookup(name, values.packages)

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import BuildgraphError
+from .engine.errors import BuildgraphError
 
 LOCK_FILE = "targets/packages.lock.json"
 DEB_ARCH = {"amd64": "amd64", "arm64": "arm64"}

@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from buildgraph.errors import BuildgraphError, StepFailedError
-from buildgraph.steps import REGISTRY, StepContext
+from buildgraph.engine.errors import BuildgraphError, StepFailedError
+from buildgraph.engine.step import REGISTRY, StepContext
 from buildgraph.steps import disk as _disk  # noqa: F401  (registers the disk step)
 
 PROG = "installer"

@@ -11,3 +11,7 @@ settings.register_profile("default", max_examples=40, deadline=None)
 settings.register_profile("ci", max_examples=100, deadline=None)
 _ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if _ci else "default"))
+
+from buildgraph import plugin  # noqa: E402  (the OS side, as every front end installs it)
+
+plugin.install()

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from buildgraph.session import Session
+from buildgraph.engine.session import Session
 
 REPO = Path(__file__).resolve().parent.parent
 FIXED = {"TAG": "v1.0.0", "SOURCE_DATE_EPOCH": "1700000000"}

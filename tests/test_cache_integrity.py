@@ -12,7 +12,7 @@ import time
 import pytest
 from project import build, make_project
 
-from buildgraph.errors import SpecError, StepFailedError
+from buildgraph.engine.errors import SpecError, StepFailedError
 
 CHAIN = """
 targets:

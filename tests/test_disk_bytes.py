@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from buildgraph.formats import biosboot, sparse, vdisk
+from buildgraph.engine import sparse
+from buildgraph.formats import biosboot, vdisk
 from buildgraph.steps.disk import MIB, guid, minimum_size, parse_size
 from buildgraph.steps.image import _check as check_image
 

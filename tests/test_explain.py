@@ -2,9 +2,9 @@
 
 from project import FIXED, build, make_project
 
-from buildgraph import steps
-from buildgraph.explain import explain
-from buildgraph.session import Session
+from buildgraph.engine import step as steps
+from buildgraph.engine.explain import explain
+from buildgraph.engine.session import Session
 
 SPECS = """
 targets:
@@ -69,8 +69,8 @@ def test_explain_names_a_new_step_version(tmp_path, monkeypatch):
 
 
 def test_explain_names_a_new_tool_version(tmp_path, monkeypatch):
-    from buildgraph import tools
-    from buildgraph.state import State
+    from buildgraph.engine import tools
+    from buildgraph.engine.state import State
 
     shell = """
     targets:

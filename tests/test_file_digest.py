@@ -10,7 +10,7 @@ import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buildgraph.hashing import CHUNK, digest_file
+from buildgraph.engine.hashing import CHUNK, digest_file
 
 # (bytes of data or None for a hole, length); holes of several MiB make real holes.
 SEGMENTS = st.lists(

@@ -6,7 +6,7 @@ import sys
 import pytest
 from project import build, make_project
 
-from buildgraph.errors import SpecError, UnknownTargetError
+from buildgraph.engine.errors import SpecError, UnknownTargetError
 
 SPECS = """
 targets:

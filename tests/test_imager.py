@@ -143,8 +143,8 @@ def test_imager_args_take_the_same_flags_and_canonical_values():
     ],
 )  # fmt: skip
 def test_variables_that_only_apply_together_are_refused_apart(tmp_path, given, message):
-    from buildgraph.errors import VariableError
-    from buildgraph.variables import resolve
+    from buildgraph.engine.errors import VariableError
+    from buildgraph.engine.variables import resolve
 
     with pytest.raises(VariableError, match=re.escape(message)):
         values = resolve(given, {}, tmp_path)  # given values are checked at once,

@@ -33,10 +33,10 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from buildgraph import hashing
-from buildgraph.session import Session
-from buildgraph.state import State, workspace_dir
-from buildgraph.steps import StepContext, step
+from buildgraph.engine import hashing
+from buildgraph.engine.session import Session
+from buildgraph.engine.state import State, workspace_dir
+from buildgraph.engine.step import StepContext, step
 
 # -- a second pure step: one distinct output per declared name --------------------
 # Its outputs are a many-to-one function of its input (the set of bytes it holds), so

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from project import REPO, build, make_project
 
-from buildgraph.steps import StepContext, load_builtin
+from buildgraph.engine.step import StepContext, load_all
 
 INIT = REPO / "init"
 EM = {"amd64": 62, "arm64": 183}  # EM_X86_64, EM_AARCH64
@@ -134,7 +134,7 @@ def test_step_without_a_cache_dir_gives_the_same_bytes(built, tmp_path):
         outputs=("init",),
         tool_paths={"go": shutil.which("go")},
     )
-    load_builtin()["go-build"].run(ctx)
+    load_all()["go-build"].run(ctx)
     assert (out / "init").stat().st_mode & 0o777 == 0o755
     assert (out / "init").read_bytes() == built["a", "v1", "amd64"]
 
@@ -167,7 +167,7 @@ def test_init_refuses_to_run_unless_pid_1(built, tmp_path):
 )
 def test_check_rejects_bad_params(params, message):
     with pytest.raises(ValueError) as err:
-        load_builtin()["go-build"].check(params)
+        load_all()["go-build"].check(params)
     assert message in str(err.value)
 
 
@@ -180,4 +180,4 @@ def test_check_rejects_bad_params(params, message):
     ],
 )
 def test_check_accepts_good_params(params):
-    load_builtin()["go-build"].check(params)
+    load_all()["go-build"].check(params)

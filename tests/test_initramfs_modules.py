@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from buildgraph.errors import StepFailedError
+from buildgraph.engine.errors import StepFailedError
 from buildgraph.steps.initramfs import modinfo_depends, module_order
 
 DEPENDS = {

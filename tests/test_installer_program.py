@@ -30,8 +30,8 @@ from realgraph import build, clone, sha256
 
 import buildgraph.steps.pyz  # noqa: F401  (registers the step until it is a builtin)
 from buildgraph import tools, variables
-from buildgraph.errors import StepFailedError
-from buildgraph.steps import REGISTRY, StepContext
+from buildgraph.engine.errors import StepFailedError
+from buildgraph.engine.step import REGISTRY, StepContext
 
 # The program's files, as targets/images.yaml lists them for the installer-program target.
 SOURCES = yaml.safe_load((REPO / "targets/images.yaml").read_text())["targets"][

@@ -98,7 +98,7 @@ def test_bad_imager_args_stop_before_any_step_runs(tmp_path):
 
     from project import REPO, build
 
-    from buildgraph.errors import VariableError
+    from buildgraph.engine.errors import VariableError
 
     shutil.copytree(REPO / "targets", tmp_path / "targets")
     bogus = "variable IMAGER_ARGS: accepted is imager flags \\('--bogus' is not understood"

@@ -32,7 +32,7 @@ from registry_server import (
     serve_registry,
 )
 
-from buildgraph import log
+from buildgraph.engine import log
 from buildgraph.oci.layout import (
     OCI_INDEX,
     DigestMismatchError,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from buildgraph.errors import StepFailedError
+from buildgraph.engine.errors import StepFailedError
 from buildgraph.oci.layout import tar_from_directory
 from buildgraph.steps.overlay import load
 

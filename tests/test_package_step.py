@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from buildgraph.errors import BuildgraphError
+from buildgraph.engine.errors import BuildgraphError
+from buildgraph.engine.step import Probe, StepContext
 from buildgraph.oci.layout import Image, Layout, tar_from_directory
-from buildgraph.steps import Probe, StepContext
 from buildgraph.steps.package import PIN_ANNOTATION, _probe, package
 
 DEFAULT = "local/pkgs/base:latest"

@@ -7,8 +7,8 @@ pays for every node. So the test asserts on the plan itself.
 
 from project import FIXED, build, make_project
 
-from buildgraph.hashing import key_of
-from buildgraph.session import Session
+from buildgraph.engine.hashing import key_of
+from buildgraph.engine.session import Session
 
 SPECS = """
 targets:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from project import FIXED, build, make_project
 
-from buildgraph.explain import explain
-from buildgraph.session import Session
-from buildgraph.steps import Probe, StepContext, step
+from buildgraph.engine.explain import explain
+from buildgraph.engine.session import Session
+from buildgraph.engine.step import Probe, StepContext, step
 
 
 def _read_external(probe: Probe) -> str:

@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from buildgraph.errors import SpecError, UnknownTargetError
-from buildgraph.specs import load_specs
+from buildgraph.engine.errors import SpecError, UnknownTargetError
+from buildgraph.engine.specs import load_specs
 
 GOOD = """
 targets:
@@ -114,8 +114,8 @@ BROKEN = [
 
 @pytest.mark.parametrize(("case", "text", "message", "hint"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_specs_name_file_line_and_problem(tmp_path, case, text, message, hint):
-    from buildgraph.graph import compile_nodes, expand
-    from buildgraph.variables import resolve
+    from buildgraph.engine.graph import compile_nodes, expand
+    from buildgraph.engine.variables import resolve
 
     root = _write(tmp_path, text)
     with pytest.raises(SpecError) as caught:
@@ -295,7 +295,7 @@ targets:
 
 
 def test_patterns_over_one_directory_share_its_files_and_fields(tmp_path, monkeypatch):
-    from buildgraph import specs as specs_module
+    from buildgraph.engine import specs as specs_module
 
     root = _profiles(_write(tmp_path, SHARED), aws="args: quiet\nsize: 8\n")
     loaded = []

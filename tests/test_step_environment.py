@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from project import build, make_project
 
-from buildgraph.errors import StepFailedError
-from buildgraph.steps import StepContext
+from buildgraph.engine.errors import StepFailedError
+from buildgraph.engine.step import StepContext
 from buildgraph.steps.rootfs import rootfs
 
 SPECS = """

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from buildgraph.store import Store, parse_size
+from buildgraph.engine.store import Store, parse_size
 
 
 def _put(store, tmp_path, name, data):

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from buildgraph import tools
-from buildgraph.errors import ToolMissingError
+from buildgraph.engine import tools
+from buildgraph.engine.errors import ToolMissingError
 
 
 def test_the_debian_binary_is_keyed_by_its_package_version(monkeypatch):

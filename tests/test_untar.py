@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from buildgraph.errors import StepFailedError
+from buildgraph.engine.errors import StepFailedError
 from buildgraph.formats import untar
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from buildgraph.errors import VariableError
-from buildgraph.variables import resolve
+from buildgraph.engine.errors import VariableError
+from buildgraph.engine.variables import resolve
 
 ROOT = Path(".")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from buildgraph.errors import SpecError
-from buildgraph.yamlsrc import load
+from buildgraph.engine.errors import SpecError
+from buildgraph.engine.yamlsrc import load
 
 
 def _load(tmp_path: Path, text: str):

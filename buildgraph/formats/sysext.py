@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from ..errors import BuildgraphError
+from ..engine.errors import BuildgraphError
 
 MANIFEST = "manifest.yaml"
 ROOTFS = "rootfs"

@@ -14,7 +14,7 @@ import stat
 import tarfile
 from pathlib import Path
 
-from ..errors import StepFailedError
+from ..engine.errors import StepFailedError
 
 
 def extract(archive: Path, dest: Path, kind: str = "tar") -> None:

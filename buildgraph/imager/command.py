@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from .. import variables
-from ..errors import BuildgraphError
-from ..yamlsrc import load
+from ..engine.errors import BuildgraphError
+from ..engine.yamlsrc import load
 from . import flags
 from .profile import KINDS, ProfileError, base_profile, build_request, check, ordered
 
@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..session import Session
+    from ..engine.session import Session
 
     root = Path(args.root).resolve()
     platforms = _platforms(root)

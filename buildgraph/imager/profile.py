@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildgraphError
+from ..engine.errors import BuildgraphError
 from ..variables import ARCHES
 from . import flags
 
@@ -254,7 +254,7 @@ FIELDS = {
 def _check_values(values: dict[str, str]) -> None:
     """Each value as its variable's row checks it, in canonical form; errors name the
     profile field (and the flag that sets it, if one does)."""
-    from ..variables import BY_NAME, Rejected, unmet
+    from ..engine.variables import BY_NAME, Rejected, unmet
 
     for name, field in FIELDS.items():
         flag = flags.BY_VARIABLE.get(name)

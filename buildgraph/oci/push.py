@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .. import log
+from ..engine import log
 from .layout import INDEX_TYPES, Descriptor, Layout, LayoutError, platform_name
 from .reference import Reference, parse
 from .registry import PUSH, Client, RegistryError, failure_detail

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import BuildgraphError
+from ..engine.errors import BuildgraphError
 from .layout import (
     DOCKER_LIST,
     DOCKER_MANIFEST,

@@ -12,10 +12,10 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import StepFailedError
+from ..engine.errors import StepFailedError
+from ..engine.step import StepContext, step
 from ..formats import meta
 from ..kernelargs import Cmdline
-from . import StepContext, step
 from .overlay import load as load_overlay
 
 MAX_LINE = 2047

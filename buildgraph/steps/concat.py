@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import StepContext, step
+from ..engine.step import StepContext, step
 
 
 def _check(params: Mapping[str, Any]) -> None:

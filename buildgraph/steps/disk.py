@@ -22,9 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import StepFailedError
-from ..formats import biosboot, meta, sparse
-from . import StepContext, check_epoch, clean_env, step
+from ..engine import sparse
+from ..engine.errors import StepFailedError
+from ..engine.step import StepContext, clean_env, step
+from ..formats import biosboot, meta
+from . import check_epoch
 from .grub import BIOS, EFI_LOADER, Grub, check_firmware, early_config, grub_cfg, make_esp
 from .overlay import Overlay
 from .overlay import load as load_overlay

@@ -33,11 +33,12 @@ from typing import Any
 
 import yaml
 
-from ..errors import BuildgraphError, StepFailedError
+from ..engine.errors import BuildgraphError, StepFailedError
+from ..engine.hashing import digest_file
+from ..engine.step import Probe, StepContext, step
 from ..formats import sysext, untar
 from ..formats.cpio import Writer
-from ..hashing import digest_file
-from . import Probe, StepContext, check_epoch, step
+from . import check_epoch
 from .imagefile import probe_ref
 from .package import stored_manifest
 

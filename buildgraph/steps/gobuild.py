@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import StepFailedError
-from . import StepContext, clean_env, step
+from ..engine.errors import StepFailedError
+from ..engine.step import StepContext, clean_env, step
 
 PARAMS = ("package", "goamd64", "ldflags_x")
 GOARCHES = ("amd64", "arm64")

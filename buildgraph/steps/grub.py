@@ -12,9 +12,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import StepFailedError
+from ..engine.errors import StepFailedError
+from ..engine.step import StepContext
 from ..formats import untar
-from . import StepContext
 
 EFI_LOADER = {"x86_64-efi": "BOOTX64.EFI", "arm64-efi": "BOOTAA64.EFI"}
 BIOS = "i386-pc"

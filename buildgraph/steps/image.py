@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..formats import sparse, vdisk
-from . import StepContext, check_epoch, clean_env, step
+from ..engine import sparse
+from ..engine.step import StepContext, clean_env, step
+from ..formats import vdisk
+from . import check_epoch
 
 FORMATS = ("raw", "qcow2", "vhd", "ova")
 COMPRESSIONS = ("", ".zst", ".xz", ".gz", ".tar.gz")

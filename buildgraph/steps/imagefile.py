@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildgraphError, StepFailedError
-from ..hashing import digest_bytes, digest_file
-from . import Probe, StepContext, step
+from ..engine.errors import BuildgraphError, StepFailedError
+from ..engine.hashing import digest_bytes, digest_file
+from ..engine.step import Probe, StepContext, step
 from .package import stored_manifest
 
 

@@ -18,9 +18,10 @@ import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..errors import StepFailedError
+from ..engine.errors import StepFailedError
+from ..engine.step import StepContext, step
 from ..formats.cpio import Writer
-from . import StepContext, check_epoch, step
+from . import check_epoch
 from .imagefile import copy_from_image, probe_image
 
 LOAD_LIST = "lib/modules/load.list"

@@ -18,7 +18,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import StepContext, check_epoch, clean_env, step
+from ..engine.step import StepContext, clean_env, step
+from . import check_epoch
 from .grub import BIOS, EFI_LOADER, Grub, check_firmware, early_config, grub_cfg, make_esp
 
 MARKER = "boot/grub/buildgraph.marker"

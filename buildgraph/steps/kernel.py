@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 import tarfile
 
-from ..errors import StepFailedError
-from . import StepContext, step
+from ..engine.errors import StepFailedError
+from ..engine.step import StepContext, step
 from .imagefile import copy_from_image, probe_image
 
 

@@ -28,9 +28,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildgraphError
+from ..engine.errors import BuildgraphError
+from ..engine.step import Probe, StepContext, step
 from ..formats import untar
-from . import Probe, StepContext, check_epoch, step
+from . import check_epoch
 
 LAYER_KINDS = ("tar", "tree", "files", "json")
 WHOLE_LAYERS = ("tar", "tree")

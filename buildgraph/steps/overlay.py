@@ -23,7 +23,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StepFailedError
+from ..engine.errors import StepFailedError
 
 FIELDS = ("name", "options", "profile")
 PROFILE_FIELDS = ("kernelArgs", "diskSize")

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import debian
-from ..errors import BuildgraphError
-from . import Probe, StepContext, step
+from ..engine.errors import BuildgraphError
+from ..engine.step import Probe, StepContext, step
 
 PIN_ANNOTATION = "dev.buildgraph.debian-pins"
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import StepFailedError
-from . import StepContext, step
+from ..engine.errors import StepFailedError
+from ..engine.step import StepContext, step
 
 SHEBANG = b"#!/usr/bin/env python3\n"
 DATE = (1980, 1, 1, 0, 0, 0)

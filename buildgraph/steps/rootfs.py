@@ -25,9 +25,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import StepFailedError
+from ..engine.errors import StepFailedError
+from ..engine.step import StepContext, step
 from ..formats import untar
-from . import StepContext, check_epoch, step
+from . import check_epoch
 
 
 def _check(params: Mapping[str, Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import StepContext, clean_env, step
+from ..engine.step import StepContext, clean_env, step
 
 
 def _check(params: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import xxhash
 
-from .formats.sparse import extents
+from .sparse import extents
 
 RACY_SECONDS = 2.0
 """Files younger than this when first seen are re-hashed next time: coarse clocks."""

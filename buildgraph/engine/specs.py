@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import steps, variables
+from . import step as steps
+from . import variables
 from .errors import SpecError, UnknownTargetError
 from .yamlsrc import LDict, LList, load, where
 
@@ -566,7 +567,7 @@ def _target(
             raise SpecError(
                 where(rel, body, key),
                 f"target {name!r} reads unknown variable {var!r}",
-                hint="known are " + ", ".join(variables.BY_NAME) + " and PKG_<package>",
+                hint="known are " + ", ".join([*variables.BY_NAME, *variables.family_docs()]),
             )
     if step.check is not None:
         try:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import networkx as nx
 
-from . import steps
+from . import step as steps
 from .errors import SpecError, UnknownTargetError
 from .hashing import encode
 from .nodeplan import NodePlan, static_components
 from .specs import Need, Specs, TargetSpec, arch_not_built, references, select_arch, substitute
-from .variables import Values
+from .variables import Values, lookup
 
 _GLOB = set("*?[")
 
@@ -130,8 +130,10 @@ def _dep_labels(
         return [dep.name]
     mode = need.arches
     if mode.startswith("${"):
-        mode = values[mode[2:-1]]
-        mode = {"targetarch": "same"}.get(mode, mode)
+        name = mode[2:-1]
+        mode = values[name]
+        row = lookup(name, values.packages)
+        mode = row.as_arches.get(mode, mode) if row is not None else mode
         if mode not in ("same", "all"):
             raise SpecError(need.where, f"arches of need {need.target!r} resolved to {mode!r}")
     if arch is None or mode == "all":

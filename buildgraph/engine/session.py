@@ -22,7 +22,8 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from . import __version__, log, steps, tools
+from . import log, tools
+from . import step as steps
 from .errors import BuildgraphError, StepFailedError
 from .hashing import (
     US,
@@ -38,8 +39,13 @@ from .nodeplan import NodePlan, static_components
 from .specs_files import spec_files
 from .state import State, load_marshal, save_marshal, workspace_dir
 from .store import Outputs, Store, default_cache_dir
-from .variables import BY_NAME, PKG_PATTERN, Values, resolve
+from .variables import Values, may_be_variable, resolve
 
+PLAN_FORMAT = 1
+"""Bump when a compiled plan's shape changes."""
+CODE: set[Path] = {Path(__file__).parent}
+"""Directories whose Python files a compiled plan depends on: the engine's, and those the
+OS side adds (its steps' checks and versions, its variables' validators)."""
 TOUCH_EVERY = 3600
 """Seconds between LRU touches of an action entry that the workspace index hits."""
 
@@ -94,7 +100,7 @@ class Session:
     def _compile(
         self, goal: list[str], cmdline: dict[str, str], environ: dict[str, str]
     ) -> tuple[Values, list[NodePlan], dict[str, list[str]]]:
-        relevant_env = {k: v for k, v in environ.items() if k in BY_NAME or PKG_PATTERN.match(k)}
+        relevant_env = {k: v for k, v in environ.items() if may_be_variable(k)}
         plan_id = digest_bytes(
             json.dumps([goal, sorted(cmdline.items()), sorted(relevant_env.items())]).encode()
         )
@@ -489,12 +495,9 @@ def _fingerprint(root: Path, read: list[str]) -> list:
 
     ctime is in, so that an edit which restores size and mtime still counts.
     """
-    engine = Path(__file__).parent
-    paths = sorted(
-        {*map(str, spec_files(root)), *read}
-        | {str(p) for p in [*engine.glob("*.py"), *engine.glob("steps/*.py")]}
-    )
-    stamps: list = [("engine", __version__)]
+    code = {str(p) for directory in sorted(CODE) for p in directory.glob("*.py")}
+    paths = sorted({*map(str, spec_files(root)), *read} | code)
+    stamps: list = [("plan format", PLAN_FORMAT)]
     for path in paths:
         try:
             st = os.stat(path)
