@@ -13,6 +13,7 @@ import pytest
 from project import build, make_project
 
 from buildgraph.engine.errors import SpecError, StepFailedError
+from buildgraph.engine.store import Store
 
 CHAIN = """
 targets:
@@ -218,7 +219,7 @@ def test_a_source_edited_while_its_step_runs_is_not_cached(tmp_path):
     with pytest.raises(StepFailedError, match=r"source src/a\.txt changed while its step ran"):
         build(root, cache, ["top"])
     editor.join()
-    assert not list((cache / "ac").rglob("*")) if (cache / "ac").exists() else True
+    assert list(Store(cache).actions()) == []
     (root / "src" / "a.txt").write_text("old\n")
     build(root, cache, ["top"])
     assert (root / "_out" / "top.txt").read_text() == "old\n"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from buildgraph.engine.store import Store
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,14 +67,8 @@ def _env(cache: Path) -> dict[str, str]:
 
 
 def _actions(cache: Path) -> dict[str, dict]:
-    """Every action-cache entry (temp files of unfinished writes excluded), by key."""
-    ac = cache / "ac"
-    found = {}
-    if ac.is_dir():
-        for path in sorted(ac.glob("*/*")):
-            if not path.name.startswith("."):
-                found[path.name] = json.loads(path.read_bytes())
-    return found
+    """Every committed action-cache entry, by key."""
+    return dict(Store(cache).actions())
 
 
 def _statuses(stderr: str) -> dict[str, str]:

@@ -40,8 +40,7 @@ def test_gc_drops_least_recently_used_first(tmp_path):
         digest, size = _put(store, tmp_path, f"f{index}", bytes([index]) * 10000)
         key = f"{index:032x}"
         store.put_action(key, {"out": (digest, size)}, [])
-        old = time.time() - 1000 + index * 100
-        os.utime(store.action_path(key), (old, old))
+        store.touch_action(key, time.time_ns() - (1000 - index * 100) * 10**9)
         keys.append(key)
     store.get_action(keys[0])  # a hit makes the oldest the most recent
     per_object = store.object_path(store.get_action(keys[0])["outputs"]["out"][0]).stat()
@@ -65,11 +64,37 @@ def test_materialize_is_a_hard_link_replaced_atomically(tmp_path):
 
 def test_scratch_of_a_dead_process_is_reaped(tmp_path):
     store = Store(tmp_path / "cache")
-    mine = store.scratch()
-    dead = store.tmp / "999999999-0"
-    dead.mkdir()
-    store.reap_scratch()
-    assert mine.exists() and not dead.exists()
+    with store.scratch() as mine:
+        dead = store.tmp / "999999999-0"
+        dead.mkdir()
+        store.reap_scratch()
+        assert mine.exists() and not dead.exists()
+
+
+def test_scratch_is_reused_empty_and_dropped_at_the_end(tmp_path):
+    store = Store(tmp_path / "cache")
+    with store.scratch() as first:
+        (first / "out" / "sub").mkdir()
+        (first / "out" / "sub" / "partial").write_bytes(b"x")
+        (first / "in" / "linked").write_bytes(b"y")
+        (first / "work.tmp").write_bytes(b"z")
+    with store.scratch() as second:
+        assert second == first
+        assert sorted(p.name for p in second.iterdir()) == ["in", "out"]
+        assert list((second / "in").iterdir()) == list((second / "out").iterdir()) == []
+    store.drop_scratch()
+    assert not first.exists()
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_a_scratch_that_cannot_be_emptied_is_not_reused(tmp_path):
+    store = Store(tmp_path / "cache")
+    with store.scratch() as first:
+        (first / "out").rmdir()
+        (first / "out").write_bytes(b"a file where out/ was")
+    with store.scratch() as second:
+        assert second != first and not first.exists()
+        assert (second / "out").is_dir()
 
 
 @pytest.mark.parametrize(

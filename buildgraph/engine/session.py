@@ -351,56 +351,57 @@ class Session:
 
     def _execute(self, node: NodePlan, key: str, components: list[Component]) -> Outputs:
         step = steps.get(node.step, node.label)
-        scratch = self.store.scratch()
         umask = os.umask(0o022)  # no output may depend on the user's umask
         try:
-            out_dir = scratch / "out"
-            out_dir.mkdir()
-            if node.deps:
-                (scratch / "in").mkdir()
-            inputs = {dep: self._link_inputs(scratch / "in", dep) for dep in node.deps}
-            sources = [str(self.root / src) for src in node.sources]
-            self._check_sources(node, sources, "since the build was planned")
-            with log.progress(node.label) as say:
-                ctx = steps.StepContext(
-                    params=node.params,
-                    arch=node.arch,
-                    root=self.root,
-                    sources=[Path(src) for src in sources],
-                    inputs=inputs,
-                    out_dir=out_dir,
-                    outputs=node.outputs,
-                    tool_paths={t: self.tool_info[t][0] for t in node.tools},
-                    cache_dir=self.steps_cache,
-                    probed=self.probes.get(node.label),
-                    progress=say,
-                )
-                try:
-                    step.run(ctx)
-                except BuildgraphError as err:
-                    raise StepFailedError(
-                        f"{node.label}: step {node.step} failed: {err.message}", hint=err.hint
-                    ) from None
-                except Exception as err:
-                    raise StepFailedError(
-                        f"{node.label}: step {node.step} crashed: {type(err).__name__}: {err}"
-                    ) from err
-            self._check_sources(node, sources, "while its step ran")
-            for dep in node.deps:
-                for name, (digest, _size) in self._dep_result(dep)[1].items():
-                    if not self.store.has_object(digest):
-                        raise StepFailedError(
-                            f"{node.label}: step {node.step} modified its input {dep}/{name}",
-                            hint="inputs are shared with the cache: write to $OUT instead",
-                        )
-            _check_produced(node, out_dir)
-            outputs = {name: self.store.put_file(out_dir / name) for name in node.outputs}
-            if not step.probe_settles:  # a publish is recorded under the state it leaves
-                self.store.put_action(key, outputs, components)
-            return outputs
+            with self.store.scratch() as scratch:
+                return self._execute_in(scratch, step, node, key, components)
         finally:
             os.umask(umask)
-            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _execute_in(
+        self, scratch: Path, step: steps.Step, node: NodePlan, key: str, components: list
+    ) -> Outputs:
+        out_dir = scratch / "out"
+        inputs = {dep: self._link_inputs(scratch / "in", dep) for dep in node.deps}
+        sources = [str(self.root / src) for src in node.sources]
+        self._check_sources(node, sources, "since the build was planned")
+        with log.progress(node.label) as say:
+            ctx = steps.StepContext(
+                params=node.params,
+                arch=node.arch,
+                root=self.root,
+                sources=[Path(src) for src in sources],
+                inputs=inputs,
+                out_dir=out_dir,
+                outputs=node.outputs,
+                tool_paths={t: self.tool_info[t][0] for t in node.tools},
+                cache_dir=self.steps_cache,
+                probed=self.probes.get(node.label),
+                progress=say,
+            )
+            try:
+                step.run(ctx)
+            except BuildgraphError as err:
+                raise StepFailedError(
+                    f"{node.label}: step {node.step} failed: {err.message}", hint=err.hint
+                ) from None
+            except Exception as err:
+                raise StepFailedError(
+                    f"{node.label}: step {node.step} crashed: {type(err).__name__}: {err}"
+                ) from err
+        self._check_sources(node, sources, "while its step ran")
+        for dep in node.deps:
+            for name, (digest, _size) in self._dep_result(dep)[1].items():
+                if not self.store.has_object(digest):
+                    raise StepFailedError(
+                        f"{node.label}: step {node.step} modified its input {dep}/{name}",
+                        hint="inputs are shared with the cache: write to $OUT instead",
+                    )
+        _check_produced(node, out_dir)
+        outputs = {name: self.store.put_file(out_dir / name) for name in node.outputs}
+        if not step.probe_settles:  # a publish is recorded under the state it leaves
+            self.store.put_action(key, outputs, components)
+        return outputs
 
     def _check_sources(self, node: NodePlan, sources: list[str], when: str) -> None:
         """A source edited after its digest was taken would key the wrong bytes.
@@ -437,6 +438,7 @@ class Session:
 
     def finish(self) -> None:
         self.state.save()
+        self.store.drop_scratch()
 
     def build(self) -> dict[str, str]:
         """Plan and run every pending node here, in order; returns label -> status."""
