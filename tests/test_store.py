@@ -1,5 +1,6 @@
 """The CAS and action cache: dedupe, read-only objects, LRU garbage collection."""
 
+import json
 import os
 import time
 
@@ -107,3 +108,15 @@ def test_sizes_parse(text, size):
 def test_a_bad_size_says_what_is_accepted():
     with pytest.raises(ValueError, match="k, M, G or T"):
         parse_size("lots")
+
+
+def test_a_cache_from_before_the_action_database_keeps_its_entries(tmp_path):
+    store = Store(tmp_path / "cache")
+    digest, size = _put(store, tmp_path, "a", b"payload")
+    key = "ab" * 16
+    old = tmp_path / "cache" / "ac" / key[:2] / key
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"outputs": {"a": [digest, size]}, "components": []}))
+    assert store.get_action(key)["outputs"] == {"a": [digest, size]}
+    assert not (tmp_path / "cache" / "ac").exists()
+    assert Store(tmp_path / "cache").get_action(key) is not None

@@ -203,6 +203,7 @@ class Store:
                     "CREATE TABLE IF NOT EXISTS actions (key TEXT PRIMARY KEY,"
                     " entry BLOB NOT NULL, used INTEGER NOT NULL) WITHOUT ROWID"
                 )
+                _import_action_files(db, self.root / "ac")
             except sqlite3.Error as err:
                 raise BuildgraphError(
                     f"the action cache {path} cannot be used: {err}",
@@ -358,6 +359,21 @@ def _files(base: Path):
         for shard in base.iterdir():
             if shard.is_dir():
                 yield from (p for p in shard.iterdir() if not p.name.startswith("."))
+
+
+def _import_action_files(db: sqlite3.Connection, directory: Path) -> None:
+    """Take in the file-per-action entries of caches written before the AC was a
+    database (``ac/ab/<key>``), so their outputs stay cached; then remove them."""
+    if not directory.is_dir():
+        return
+    with db:
+        for path in _files(directory):
+            with contextlib.suppress(OSError):
+                db.execute(
+                    "INSERT OR IGNORE INTO actions VALUES (?, ?, ?)",
+                    (path.name, path.read_bytes(), path.stat().st_mtime_ns),
+                )
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _emptied(scratch: Path) -> bool:
