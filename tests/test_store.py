@@ -120,3 +120,13 @@ def test_a_cache_from_before_the_action_database_keeps_its_entries(tmp_path):
     assert store.get_action(key)["outputs"] == {"a": [digest, size]}
     assert not (tmp_path / "cache" / "ac").exists()
     assert Store(tmp_path / "cache").get_action(key) is not None
+
+
+def test_materializing_over_the_same_object_leaves_no_temporary_file(tmp_path):
+    store = Store(tmp_path / "cache")
+    digest, _size = _put(store, tmp_path, "a", b"payload")
+    dest = tmp_path / "_out" / "x.bin"
+    store.materialize(digest, dest)
+    Store(tmp_path / "cache").materialize(digest, dest)  # a second instance, same pid
+    store.materialize(digest, dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["x.bin"]

@@ -42,6 +42,7 @@ from .store import Outputs, Store, default_cache_dir
 from .variables import Values, may_be_variable, resolve
 
 PLAN_FORMAT = 1
+FAST_FORMAT = 1
 """Bump when a compiled plan's shape changes."""
 CODE: set[Path] = {Path(__file__).parent}
 """Directories whose Python files a compiled plan depends on: the engine's, and those the
@@ -105,6 +106,7 @@ class Session:
             json.dumps([goal, sorted(cmdline.items()), sorted(relevant_env.items())]).encode()
         )
         plan_path = self.state.directory / "plans" / plan_id
+        self._fast_path_file = plan_path.with_suffix(".fast")
         cached = load_marshal(plan_path)
         known = cached.get("read", []) if isinstance(cached, dict) else []
         if isinstance(cached, dict) and cached.get("fingerprint") == _fingerprint(self.root, known):
@@ -129,6 +131,7 @@ class Session:
         nodes, walked = compile_nodes(graph, values, self.root)
         read = {name: values[name] for name in sorted(values.read)}
         read_files = sorted(str(path) for path in specs.files)
+        self._fast_path_file.unlink(missing_ok=True)
         save_marshal(
             plan_path,
             {
@@ -145,13 +148,97 @@ class Session:
         return values, nodes, asked
 
     # -- planning --------------------------------------------------------------
-    def plan(self, dry: bool = False) -> list[str]:
+    def plan(self, dry: bool = False, fast: bool = True) -> list[str]:
         """Classify every node as cached or run; returns the labels to run, in order.
 
         Unless ``dry``, cached outputs are placed in ``_out/`` and cached nodes are logged.
+        ``fast``: after a complete build of this plan, if no source, output or tool has
+        changed since (their stats say), every node is cached without keying any.
         """
         with _no_gc():
+            if fast and not dry and self._fast_path():
+                return []
+            if not dry:
+                self.forget_fast_path()  # stale: finish() stamps this plan anew when complete
             return self._plan(dry)
+
+    def _fast_path(self) -> bool:
+        """Every node cached, by the stamp :meth:`_stamp_fast_path` left; False to plan."""
+        stamp_ = load_marshal(self._fast_path_file)
+        if not isinstance(stamp_, dict) or stamp_.get("format") != FAST_FORMAT:
+            return False
+        if time.time() - stamp_["made"] > TOUCH_EVERY:  # let a full plan touch the entries
+            return False
+        if set(stamp_["nodes"]) != set(self.order):
+            return False
+        try:
+            for path, *then in stamp_["files"]:
+                if stamp(os.stat(path)) != tuple(then):
+                    return False
+            for name, *then in stamp_["outputs"]:
+                st = os.stat(self.out_prefix + name)
+                if (st.st_ino, st.st_mtime_ns, st.st_size) != tuple(then):
+                    return False
+            for tool, path, *then in stamp_["tools"]:
+                st = os.stat(path)
+                if shutil.which(tool) != path or (st.st_ino, st.st_mtime_ns, st.st_size) != (
+                    tuple(then)
+                ):
+                    return False
+        except OSError:
+            return False
+        for label in self.order:
+            key, outputs = stamp_["nodes"][label]
+            self.resolved[label] = (key, outputs)
+            self.status[label] = "cached"
+        if log.wants_cached():
+            for label in self.order:
+                node = self.by_label[label]
+                log.node(label, node.target, node.arch, self.resolved[label][0], "cached", 0.0)
+        return True
+
+    def _stamp_fast_path(self) -> None:
+        """After a complete build with no probed node and no racy source, record the stats
+        of everything the plan's keys were computed from, for :meth:`_fast_path`."""
+        if set(self.status.values()) - {"cached", "built"} or len(self.status) != len(
+            self.order
+        ):
+            return
+        if any(node.probed for node in self.nodes) or self._planner != os.getpid():
+            return
+        files = []
+        for path, then in self.digests.stamps.items():
+            trusted = self.digests.table.get(path)
+            if trusted is None or tuple(trusted[:4]) != then:
+                return  # racily clean: its digest must be taken again next time
+            files.append((path, *then))
+        outputs = []
+        for node in self.nodes:
+            for name in node.outputs:
+                placed = self.state.placed.get(name)
+                if placed is None or placed[0] != self.resolved[node.label][1][name][0]:
+                    return
+                outputs.append((name, *placed[1:]))
+        tools_ = []
+        for tool, (path, _version) in sorted(self.tool_info.items()):
+            st = os.stat(path)
+            tools_.append((tool, path, st.st_ino, st.st_mtime_ns, st.st_size))
+        nodes = {label: self.resolved[label] for label in self.order}
+        save_marshal(
+            self._fast_path_file,
+            {
+                "format": FAST_FORMAT,
+                "made": int(time.time()),
+                "files": sorted(files),
+                "outputs": outputs,
+                "tools": tools_,
+                "nodes": nodes,
+            },
+        )
+
+    def forget_fast_path(self) -> None:
+        """Make the next plan key every node (after the cache was changed behind it)."""
+        self._fast_path_file.unlink(missing_ok=True)
 
     def _plan(self, dry: bool) -> list[str]:
         self.store.reap_scratch()
@@ -439,6 +526,8 @@ class Session:
     def finish(self) -> None:
         self.state.save()
         self.store.drop_scratch()
+        if self.status and not self._fast_path_file.exists():
+            self._stamp_fast_path()
 
     def build(self) -> dict[str, str]:
         """Plan and run every pending node here, in order; returns label -> status."""

@@ -53,6 +53,8 @@ def default_cache_dir() -> Path:
     return Path(base) / "buildgraph"
 
 
+_NAMES = itertools.count()
+"""Numbers of a process's temporary names, unique across its Store instances."""
 _made: set[str] = set()
 
 
@@ -126,7 +128,6 @@ class Store:
         self.root = root
         self.cas = root / "cas"
         self.tmp = root / "tmp"
-        self._scratch = itertools.count()
         self._db: tuple[int, sqlite3.Connection] | None = None
         self._spare: tuple[int, Path] | None = None
 
@@ -174,7 +175,7 @@ class Store:
             raise FileNotFoundError(f"cache object {digest} is missing")
         dest.parent.mkdir(parents=True, exist_ok=True)  # _out/ is the user's to delete
         source = self.object_path(digest)
-        tmp = dest.parent / f".bg-{os.getpid()}-{next(self._scratch)}.tmp"
+        tmp = dest.parent / f".bg-{os.getpid()}-{next(_NAMES)}.tmp"
         try:
             try:
                 os.link(source, tmp)
@@ -183,10 +184,11 @@ class Store:
                 os.chmod(tmp, 0o555 if digest.endswith(EXECUTABLE) else 0o444)
                 os.utime(tmp, ns=(SEALED, SEALED))
             os.replace(tmp, dest)
-        except BaseException:
+        finally:
+            # Still there after a failure, or when dest was this very object already:
+            # rename(2) between two links of one file does nothing.
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise
         return dest.stat()
 
     # -- actions ---------------------------------------------------------------
@@ -262,13 +264,13 @@ class Store:
         spare, self._spare = self._spare, None
         if spare is None or spare[0] != os.getpid():
             ensure_dir(self.tmp)
-            path = self.tmp / f"{os.getpid()}-{next(self._scratch)}"
+            path = self.tmp / f"{os.getpid()}-{next(_NAMES)}"
             while True:
                 try:
                     path.mkdir()
                     break
                 except FileExistsError:
-                    path = self.tmp / f"{os.getpid()}-{next(self._scratch)}"
+                    path = self.tmp / f"{os.getpid()}-{next(_NAMES)}"
             (path / "in").mkdir()
             (path / "out").mkdir()
         else:
