@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from .engine.variables import (
@@ -28,19 +28,11 @@ from .engine.variables import (
     rooted,
     shell_words,
 )
+from .oci import reference
 
 ARCHES = ("amd64", "arm64")
 EMBEDDED_STORE = "local"
 """Registry name of the embedded OCI image-layout store: no server needed."""
-
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
-_REFERENCE = re.compile(
-    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@sha256:[0-9a-f]{{64}})?$"
-)
-_PREFIX = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$|^{_DOMAIN}$")
-
 
 def _platform(value: str) -> str:
     items = [item.strip() for item in value.split(",") if item.strip()]
@@ -51,11 +43,17 @@ def _platform(value: str) -> str:
     return ",".join(dict.fromkeys(items))
 
 
-def _pattern(regex: re.Pattern[str] | str, accepted: str) -> Validator:
-    compiled = re.compile(regex) if isinstance(regex, str) else regex
+def _grammar(accepts: Callable[[str], object], accepted: str) -> Validator:
+    """A validator by the grammar of :mod:`buildgraph.oci.reference`, the one that reads
+    the references these values become: ``accepts`` raises ValueError or returns false
+    for what that grammar refuses."""
 
     def check(value: str) -> str:
-        if not compiled.match(value):
+        try:
+            good = accepts(value)
+        except ValueError as err:
+            raise Rejected(f"{accepted} ({err})") from None
+        if not good:
             raise Rejected(accepted)
         return value
 
@@ -154,10 +152,12 @@ def _customization_path(value: str, root: Path) -> str:
     return rooted(value, root) if _is_path(value) else value
 
 
-_reference = _pattern(_REFERENCE, "an OCI image reference like registry:5000/user/name:tag")
-_registry = _pattern(
-    rf"^{_DOMAIN}$", f"a registry host[:port], or '{EMBEDDED_STORE}' for the embedded store"
+_reference = _grammar(reference.parse, "an OCI image reference like registry:5000/user/name:tag")
+_registry = _grammar(
+    reference.registry_of,
+    f"a registry host[:port], or '{EMBEDDED_STORE}' for the embedded store",
 )
+_tag = _grammar(reference.is_tag, "an image tag: letters, digits, '.', '_', '-'")
 
 TABLE: tuple[Variable, ...] = (
     Variable(
@@ -171,14 +171,15 @@ TABLE: tuple[Variable, ...] = (
     Variable(
         "PKGS_PREFIX",
         const(f"{EMBEDDED_STORE}/pkgs"),
-        _pattern(_PREFIX, "a registry and repository prefix like ghcr.io/me"),
+        _grammar(lambda value: reference.parse(f"{value}/package:tag"),
+                 "a registry and repository prefix like ghcr.io/me"),
         "where package images live",
         f"{EMBEDDED_STORE}/pkgs (the embedded store)",
     ),
     Variable(
         "PKGS",
         const("latest"),
-        _pattern(f"^{_TAG}$", "an image tag: letters, digits, '.', '_', '-'"),
+        _tag,
         "package set tag",
         "the tag pinned in targets/",
     ),
@@ -206,7 +207,7 @@ TABLE: tuple[Variable, ...] = (
     Variable(
         "USERNAME",
         lambda _values: (os.environ.get("USER") or "buildgraph").lower(),
-        _pattern(rf"^{_COMPONENT}$", "a lower-case repository path component like 'me'"),
+        _grammar(reference.is_component, "a lower-case repository path component like 'me'"),
         "repository namespace of the images this build makes",
         "$USER",
     ),
@@ -214,7 +215,7 @@ TABLE: tuple[Variable, ...] = (
     Variable(
         "TAG",
         _tag_default,
-        _pattern(f"^{_TAG}$", "an image tag: letters, digits, '.', '_', '-'"),
+        _tag,
         "image tag and version string",
         "git describe --tags --always --dirty",
     ),
