@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from ..engine import sparse
 from ..engine.errors import StepFailedError
-from ..engine.step import StepContext, clean_env, step
+from ..engine.step import Role, StepContext, clean_env, step
 from ..formats import biosboot, meta
 from . import check_epoch
 from .grub import BIOS, EFI_LOADER, Grub, check_firmware, early_config, grub_cfg, make_esp
@@ -106,6 +106,8 @@ def check_size(value: object, firmware: list[str]) -> int:
     version=2,
     tools=("grub-mkimage", "mkfs.vfat", "mmd", "mcopy", "mke2fs", "debugfs", "sgdisk"),
     check=_check,
+    inputs=[Role("kernel"), Role("initramfs"), Role("cmdline-%"), Grub.ROLE,
+            Role("overlay", optional=True)],
 )
 def disk(ctx: StepContext) -> None:
     """Make the filesystems and GRUB images, partition the disk and fill it in."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import sparse
-from ..engine.step import StepContext, clean_env, step
+from ..engine.step import Role, StepContext, clean_env, step
 from ..formats import vdisk
 from . import check_epoch
 
@@ -53,14 +53,20 @@ def _check(params: Mapping[str, Any]) -> None:
         raise ValueError("params.zstd_level must be a zstd level from 1 to 19")
 
 
-@step("image", version=2, tools=("qemu-img", "zstd", "xz", "gzip", "tar"), check=_check)
+@step(
+    "image",
+    version=2,
+    tools=("qemu-img", "zstd", "xz", "gzip", "tar"),
+    check=_check,
+    inputs=[Role("disk-%")],
+)
 def image(ctx: StepContext) -> None:
-    """Convert the raw disk of the node's one input, then compress it."""
+    """Convert the raw disk of the profile (disk-%), then compress it."""
     (out,) = ctx.outputs
     params = ctx.params
     epoch = int(params["epoch"])
     work = ctx.out_dir.parent
-    (raw,) = ctx.input_files()
+    raw = ctx.input("disk-%")
     converted = work / "disk.raw"
     if params["format"] == "raw":
         os.link(raw, converted)
