@@ -575,7 +575,9 @@ def _target(
             try:
                 step.check(written)
             except ValueError as err:
-                raise SpecError(where(rel, body, "params"), f"target {name!r}: {err}") from None
+                param = err.param if isinstance(err, steps.ParamError) else None
+                at = where(rel, params, param) if param in params else where(rel, body, "params")
+                raise SpecError(at, f"target {name!r}: {err}") from None
         _check_roles(step, written, needs, name,
                      where(rel, body, "needs") if "needs" in body else here)  # fmt: skip
     return TargetSpec(

@@ -27,6 +27,15 @@ from typing import Any
 from .errors import SpecError, StepFailedError
 
 
+class ParamError(ValueError):
+    """A check's refusal of one param: the spec loader points at that param's line, and so
+    at the profile field that gave its value when a pattern's param reads one."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 @dataclass(frozen=True)
 class Role:
     """An input a step reads, known by the need that gives it: a target name (``kernel``),
@@ -58,7 +67,8 @@ class Step:
     tools: tuple[str, ...] = ()
     check: Callable[[Mapping[str, Any]], None] | None = None
     """Validates params, as written and again with variables substituted, before any step
-    runs; raises ValueError with a message for the user."""
+    runs; raises ValueError with a message for the user (:class:`ParamError` for one
+    param). The types of the params are the step's to check: the engine gives them none."""
     doc: str = ""
     probe: Callable[[Probe], str] | None = None
     """Reads state outside the repo that the step's output depends on (a registry tag, a

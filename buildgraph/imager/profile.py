@@ -77,7 +77,7 @@ def check(data: Any, schema: Any = SCHEMA, where: str = "profile") -> None:
             check(value, schema[key], f"{where}.{key}")
     elif isinstance(schema, list):
         if not isinstance(data, list):
-            raise ProfileError(f"{where}: must be a list")
+            raise ProfileError(f"{where}: must be a list, not {data!r}")
         for index, item in enumerate(data):
             check(item, schema[0], f"{where}[{index}]")
     elif schema == ANY_MAPPING:

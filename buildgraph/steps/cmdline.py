@@ -16,6 +16,7 @@ from ..engine.errors import StepFailedError
 from ..engine.step import Role, StepContext, step
 from ..formats import meta
 from ..kernelargs import Cmdline
+from . import check_types
 from .overlay import load as load_overlay
 
 MAX_LINE = 2047
@@ -29,8 +30,11 @@ def _check(params: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(f"unknown cmdline params {unknown}; known are {', '.join(PARAMS)}")
     for name in ("platform", "platform_key"):
-        if not isinstance(params.get(name), str):
+        if name not in params:
             raise ValueError(f"the cmdline step needs params.{name}, a string")
+    check_types(params, texts=("platform", "platform_key", "extra", "overlay_name",
+                               "overlay_options"),
+                lists=("consoles", "defaults", "platform_args"))  # fmt: skip
 
 
 @step("cmdline", version=3, check=_check, inputs=[Role("overlay", optional=True)])
