@@ -6,7 +6,7 @@ META=0xa=x`` and a profile's ``customization.metaContents`` are the same build: 
 sets one variable, which its row puts in one canonical form, so all give the same node
 keys and share the cache. From :data:`TABLE` come the variable rows
 (buildgraph.variables), the argparse flags (imager.flags) and the profile's schema and
-fields (imager.profile); nothing else names a customization.
+fields (imager.profile); no other module lists them.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def _files(text: str) -> str:
 
 
 def _pairs(words: str) -> list[tuple[str, str]]:
-    return [tuple(word.split("=", 1)) for word in shlex.split(words)]  # type: ignore[misc]
+    """``KEY=VALUE`` words (canonical: each has its ``=``) as pairs."""
+    return [(key, value) for key, _, value in (w.partition("=") for w in shlex.split(words))]
 
 
 WORDS = Field([str], shlex.join, shlex.split)
