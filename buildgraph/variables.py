@@ -2,44 +2,38 @@
 
 Each row says a variable's name, default, what it accepts and what it means; the
 engine (buildgraph.engine.variables) resolves and validates values with them, and
-``buildgraph vars`` and the README's table follow them.
+``buildgraph vars`` and the README's table follow them. The imager's customizations
+(KERNEL_ARGS, META, ...) are rows made from the customizations table
+(buildgraph.imager.customizations), which also makes their flags and profile fields.
+A value that becomes part of an image reference is checked by the reference grammar
+(buildgraph.oci.reference), the one that reads it later.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
-import shlex
 import subprocess
-from pathlib import Path
 
 from .engine.variables import (
     Default,
     Family,
     Rejected,
-    Validator,
     Values,
     Variable,
+    accepting,
     boolean,
     const,
     one_of,
     ref,
-    rooted,
-    shell_words,
 )
+from .imager import customizations
+from .imager.customizations import Customization, image_reference
+from .oci import reference
 
 ARCHES = ("amd64", "arm64")
 EMBEDDED_STORE = "local"
 """Registry name of the embedded OCI image-layout store: no server needed."""
-
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
-_REFERENCE = re.compile(
-    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@sha256:[0-9a-f]{{64}})?$"
-)
-_PREFIX = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$|^{_DOMAIN}$")
 
 
 def _platform(value: str) -> str:
@@ -49,17 +43,6 @@ def _platform(value: str) -> str:
     if bad or not items:
         raise Rejected("a comma list of " + ", ".join(accepted))
     return ",".join(dict.fromkeys(items))
-
-
-def _pattern(regex: re.Pattern[str] | str, accepted: str) -> Validator:
-    compiled = re.compile(regex) if isinstance(regex, str) else regex
-
-    def check(value: str) -> str:
-        if not compiled.match(value):
-            raise Rejected(accepted)
-        return value
-
-    return check
 
 
 def _epoch(value: str) -> str:
@@ -87,34 +70,20 @@ def _from_imager_args(name: str) -> Default:
     return default
 
 
-def _flag_value(name: str) -> Validator:
-    def check(value: str) -> str:
-        from .imager.flags import canonical
-
-        try:
-            return canonical(name, value)
-        except ValueError as err:
-            raise Rejected(str(err)) from None
-
-    return check
-
-
-def _is_path(value: str) -> bool:
-    return value.startswith((".", "/"))
-
-
-def _customization(value: str) -> str:
-    if value and not _is_path(value):
-        _reference(value)
-    return value
-
-
-def _rm(value: str) -> str:
-    words = shlex.split(shell_words(value))
-    for word in words:
-        if ".." in Path(word).parts or word.strip("/") == "":
-            raise Rejected(f"paths inside the root filesystem, no '..' ({word!r} is not)")
-    return shlex.join(words)
+def _customization_row(row: Customization) -> Variable:
+    """The variable of a row of the customizations table; a flag's defaults from IMAGER_ARGS."""
+    flagged = row.flag is not None
+    return Variable(
+        row.variable,
+        _from_imager_args(row.variable) if flagged else const(""),
+        row.validate,
+        row.variable_help,
+        "from IMAGER_ARGS" if flagged else row.default_doc,
+        requires=row.requires,
+        excludes=row.excludes,
+        derived_from="IMAGER_ARGS" if flagged else "",
+        rooted=row.rooted,
+    )
 
 
 def host_arch() -> str:
@@ -145,19 +114,11 @@ def _epoch_default(values: Values) -> str:
     return _git(values, "log", "-1", "--format=%ct") or "0"
 
 
-def _extension_paths(value: str, root: Path) -> str:
-    words = shlex.split(value)
-    return shlex.join(rooted(w, root) if w.endswith(".tar") else w for w in words)
-
-
-def _customization_path(value: str, root: Path) -> str:
-    return rooted(value, root) if _is_path(value) else value
-
-
-_reference = _pattern(_REFERENCE, "an OCI image reference like registry:5000/user/name:tag")
-_registry = _pattern(
-    rf"^{_DOMAIN}$", f"a registry host[:port], or '{EMBEDDED_STORE}' for the embedded store"
+_registry = accepting(
+    reference.registry_of,
+    f"a registry host[:port], or '{EMBEDDED_STORE}' for the embedded store",
 )
+_tag = accepting(reference.is_tag, "an image tag: letters, digits, '.', '_', '-'")
 
 TABLE: tuple[Variable, ...] = (
     Variable(
@@ -171,14 +132,15 @@ TABLE: tuple[Variable, ...] = (
     Variable(
         "PKGS_PREFIX",
         const(f"{EMBEDDED_STORE}/pkgs"),
-        _pattern(_PREFIX, "a registry and repository prefix like ghcr.io/me"),
+        accepting(lambda value: reference.parse(f"{value}/package:tag"),
+                 "a registry and repository prefix like ghcr.io/me"),
         "where package images live",
         f"{EMBEDDED_STORE}/pkgs (the embedded store)",
     ),
     Variable(
         "PKGS",
         const("latest"),
-        _pattern(f"^{_TAG}$", "an image tag: letters, digits, '.', '_', '-'"),
+        _tag,
         "package set tag",
         "the tag pinned in targets/",
     ),
@@ -206,7 +168,7 @@ TABLE: tuple[Variable, ...] = (
     Variable(
         "USERNAME",
         lambda _values: (os.environ.get("USER") or "buildgraph").lower(),
-        _pattern(rf"^{_COMPONENT}$", "a lower-case repository path component like 'me'"),
+        accepting(reference.is_component, "a lower-case repository path component like 'me'"),
         "repository namespace of the images this build makes",
         "$USER",
     ),
@@ -214,7 +176,7 @@ TABLE: tuple[Variable, ...] = (
     Variable(
         "TAG",
         _tag_default,
-        _pattern(f"^{_TAG}$", "an image tag: letters, digits, '.', '_', '-'"),
+        _tag,
         "image tag and version string",
         "git describe --tags --always --dirty",
     ),
@@ -234,58 +196,19 @@ TABLE: tuple[Variable, ...] = (
         as_arches={"targetarch": "same", "all": "all"},
     ),
     Variable(
-        "ZSTD_LEVEL",
-        const("18"),
-        one_of(*(str(level) for level in range(1, 20))),
-        "zstd compression level of .zst disk images",
-        "18",
-    ),
-    Variable(
-        "IMAGER_IMAGE",
-        const(""),
-        lambda value: value and _reference(value),
-        "an imager image whose boot assets replace the locally built kernel and initramfs",
-        "empty (build them)",
-    ),
-    Variable(
         "IMAGER_ARGS",
         const(""),
         _imager_args,
         "imager flags, e.g. --extra-kernel-arg=console=ttyS0; each sets the variable below",
         "empty",
     ),
-    *(
-        Variable(name, _from_imager_args(name), _flag_value(name), help, "from IMAGER_ARGS",
-                 requires="OVERLAY_IMAGE" if name in ("OVERLAY_NAME", "OVERLAY_OPTIONS") else "",
-                 derived_from="IMAGER_ARGS",
-                 rooted=_extension_paths if name == "SYSTEM_EXTENSIONS" else None)
-        for name, help in (
-            ("KERNEL_ARGS", "kernel command line edits (--extra-kernel-arg)"),
-            ("META", "initial META values, KEY=VALUE words (--meta)"),
-            ("SYSTEM_EXTENSIONS", "system extension images or .tar paths"
-             " (--system-extension-image)"),
-            ("OVERLAY_IMAGE", "overlay image (--overlay-image)"),
-            ("OVERLAY_NAME", "overlay name (--overlay-name)"),
-            ("OVERLAY_OPTIONS", "overlay options, KEY=VALUE words (--overlay-option)"),
-            ("BASE_INSTALLER_IMAGE", "installer base image (--base-installer-image)"),
-        )
-    ),
+    *map(_customization_row, customizations.TABLE),
     Variable(
-        "CUSTOMIZATION",
-        const(""),
-        _customization,
-        "files added to the root filesystem: a directory, or an image reference",
-        "empty",
-        excludes="IMAGER_IMAGE",
-        rooted=_customization_path,
-    ),
-    Variable(
-        "RM",
-        const(""),
-        _rm,
-        "root filesystem paths removed before CUSTOMIZATION is added (words)",
-        "empty",
-        excludes="IMAGER_IMAGE",
+        "ZSTD_LEVEL",
+        const("18"),
+        one_of(*(str(level) for level in range(1, 20))),
+        "zstd compression level of .zst disk images",
+        "18",
     ),
 )  # fmt: skip
 
@@ -295,7 +218,7 @@ def _package_row(name: str, package: str) -> Variable:
     return Variable(
         name,
         lambda values: f"{values['PKGS_PREFIX']}/{package}:{values['PKGS']}",
-        _reference,
+        image_reference,
         f"image reference of package {package}",
         f"${{PKGS_PREFIX}}/{package}:${{PKGS}}",
     )

@@ -569,12 +569,17 @@ def _target(
                 f"target {name!r} reads unknown variable {var!r}",
                 hint="known are " + ", ".join([*variables.BY_NAME, *variables.family_docs()]),
             )
-    if step.check is not None:
-        try:
-            for arch in (arches or variables.ARCHES) if per_arch else (None,):
-                step.check(select_arch(_plain(params), arch))
-        except ValueError as err:
-            raise SpecError(where(rel, body, "params"), f"target {name!r}: {err}") from None
+    for arch in (arches or variables.ARCHES) if per_arch else (None,):
+        written = select_arch(_plain(params), arch)
+        if step.check is not None:
+            try:
+                step.check(written)
+            except ValueError as err:
+                param = err.param if isinstance(err, steps.ParamError) else None
+                at = where(rel, params, param) if param in params else where(rel, body, "params")
+                raise SpecError(at, f"target {name!r}: {err}") from None
+        _check_roles(step, written, needs, name,
+                     where(rel, body, "needs") if "needs" in body else here)  # fmt: skip
     return TargetSpec(
         name=name,
         step=step.name,
@@ -590,6 +595,23 @@ def _target(
         profile=profile,
         arches=arches,
     )
+
+
+def _check_roles(
+    step: steps.Step, params: dict[str, Any], needs: tuple[Need, ...], name: str, here: str
+) -> None:
+    """Every role the step requires is given by one of the target's needs."""
+    for role in step.roles(params):
+        if role.optional or any(role.given_by(need.target) for need in needs):
+            continue
+        names = ", ".join(need.target for need in needs)
+        named = role.name.replace("%", "<profile>")
+        raise SpecError(
+            here,
+            f"target {name!r}: step {step.name!r} reads its {role.name!r} input, and no need"
+            f" gives it ({f'its needs are {names}' if needs else 'it has no needs'})",
+            hint=f"need the target named {named} (a role is the name of the need that gives it)",
+        )
 
 
 def _arches(body: LDict, rel: str, name: str, per_arch: bool) -> tuple[str, ...] | None:

@@ -5,10 +5,17 @@ a scratch directory. Steps know nothing of doit, of keys or of the cache: the ru
 gives them a :class:`StepContext` and stores what they leave behind. The engine ships
 no step: the OS side names the module of each of its steps (:func:`provide`), and a
 module is imported the first time a plan needs its step.
+
+A step declares the inputs it reads by role (:class:`Role`): the name of the need that
+gives it, such as ``kernel``, or a pattern such as ``cmdline-%``. The spec loader checks
+that a target's needs give every role its step requires, so a renamed target fails when
+the specs load, not mid-build; and :meth:`StepContext.input` takes declared roles only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import os
 import subprocess
@@ -20,15 +27,48 @@ from typing import Any
 from .errors import SpecError, StepFailedError
 
 
+class ParamError(ValueError):
+    """A check's refusal of one param: the spec loader points at that param's line, and so
+    at the profile field that gave its value when a pattern's param reads one."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Role:
+    """An input a step reads, known by the need that gives it: a target name (``kernel``),
+    or a pattern with one ``%`` for a profile's target (``cmdline-%``: ``cmdline-aws``)."""
+
+    name: str
+    optional: bool = False
+    """The step copes without it (a need held only ``when:`` a variable is set)."""
+
+    def given_by(self, target: str) -> bool:
+        """Whether the need on ``target`` gives this role."""
+        prefix, percent, suffix = self.name.partition("%")
+        if not percent:
+            return target == self.name
+        fits = len(target) > len(prefix) + len(suffix)
+        return fits and target.startswith(prefix) and target.endswith(suffix)
+
+
+Roles = Sequence[Role] | Callable[[Mapping[str, Any]], Sequence[Role]]
+"""A step's roles, or for a step whose params name its inputs, a function of them."""
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
     version: int
     run: Callable[[StepContext], None]
+    """Runs the step with its roles bound to the context (see :func:`step`)."""
     tools: tuple[str, ...] = ()
     check: Callable[[Mapping[str, Any]], None] | None = None
     """Validates params, as written and again with variables substituted, before any step
-    runs; raises ValueError with a message for the user."""
+    runs; raises ValueError with a message for the user (:class:`ParamError` for one
+    param). The types of the params are the step's to check: the engine gives them none."""
     doc: str = ""
     probe: Callable[[Probe], str] | None = None
     """Reads state outside the repo that the step's output depends on (a registry tag, a
@@ -38,6 +78,11 @@ class Step:
     its result is recorded under the probe's answer after it ran, not before, so the next
     plan finds it cached, and a state like the one it found (nothing published) makes it
     run again."""
+    inputs: Roles = ()
+
+    def roles(self, params: Mapping[str, Any]) -> tuple[Role, ...]:
+        """The roles the step reads with these params."""
+        return tuple(self.inputs(params) if callable(self.inputs) else self.inputs)
 
 
 REGISTRY: dict[str, Step] = {}
@@ -57,13 +102,25 @@ def step(
     check: Callable[[Mapping[str, Any]], None] | None = None,
     probe: Callable[[Probe], str] | None = None,
     probe_settles: bool = False,
+    inputs: Roles = (),
 ) -> Callable[[Callable[[StepContext], None]], Callable[[StepContext], None]]:
-    """Register a step function. Bump ``version`` whenever its output may change."""
+    """Register a step function. Bump ``version`` whenever its output may change.
+
+    ``inputs``: the roles it reads with :meth:`StepContext.input`. The function is
+    registered (and returned) with them bound to the context it is given, whoever runs it.
+    """
 
     def register(run: Callable[[StepContext], None]) -> Callable[[StepContext], None]:
         doc = (run.__doc__ or "").strip()
-        REGISTRY[name] = Step(name, version, run, tuple(tools), check, doc, probe, probe_settles)
-        return run
+
+        @functools.wraps(run)
+        def bound(ctx: StepContext) -> None:
+            run(dataclasses.replace(ctx, roles=found.roles(ctx.params)))
+
+        found = Step(name, version, bound, tuple(tools), check, doc, probe, probe_settles,
+                     inputs if callable(inputs) else tuple(inputs))  # fmt: skip
+        REGISTRY[name] = found
+        return bound
 
     return register
 
@@ -124,6 +181,8 @@ class StepContext:
     """Where steps keep their own caches (Go's build cache, apt lists, the embedded OCI
     store). Never a key input: what a step reads from it must not change its output."""
     progress: Callable[[str], None] = lambda _message: None
+    roles: tuple[Role, ...] = ()
+    """The roles the step declares (bound by :func:`step`): what :meth:`input` takes."""
 
     def output(self, name: str) -> Path:
         """Path to write declared output ``name`` to."""
@@ -133,32 +192,40 @@ class StepContext:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def input(self, target: str) -> Path:
-        """The one output of the dependency on ``target`` (of this arch, for per-arch ones).
-
-        A ``%`` in ``target`` stands for a profile: ``cmdline-%`` finds ``cmdline-aws``.
-        """
-        found = self.optional_input(target)
+    def input(self, role: str) -> Path:
+        """The one output of the need that gives ``role`` (of this arch, for per-arch ones)."""
+        found = self.optional_input(role)
         if found is None:
             raise StepFailedError(
-                f"this step needs {target!r}: declare it in the target's needs",
+                f"this step needs {role!r}: declare it in the target's needs",
             )
         return found
 
-    def optional_input(self, target: str) -> Path | None:
+    def optional_input(self, role: str) -> Path | None:
         """Like :meth:`input`, but None when the need is not there (``when:``/``unless:``)."""
-        prefix, percent, suffix = target.partition("%")
+        for arch, path in self.inputs_of(role):
+            if arch in ("", self.arch):
+                return path
+        return None
+
+    def inputs_of(self, role: str) -> list[tuple[str, Path]]:
+        """(arch, output) of each need that gives ``role``, every arch (``arches: all``);
+        arch is "" for a need that is not per arch."""
+        declared = next((r for r in self.roles if r.name == role), None)
+        if declared is None:
+            names = ", ".join(r.name for r in self.roles) or "none"
+            raise StepFailedError(
+                f"the step reads input {role!r}, which it does not declare (it declares {names})",
+                hint="declare the role in the step's inputs=",
+            )
+        found = []
         for label, outputs in self.inputs.items():
             name, _, arch = label.partition(":")
-            if percent:
-                matched = name.startswith(prefix) and name.endswith(suffix)
-            else:
-                matched = name == target
-            if matched and arch in ("", self.arch):
+            if declared.given_by(name):
                 if len(outputs) != 1:
                     raise StepFailedError(f"{label} has {len(outputs)} outputs, not one")
-                return next(iter(outputs.values()))
-        return None
+                found.append((arch, next(iter(outputs.values()))))
+        return found
 
     def input_files(self) -> list[Path]:
         """Every input file: sources first, then dependency outputs, in declaration order."""

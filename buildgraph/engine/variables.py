@@ -101,6 +101,22 @@ def one_of(*accepted: str) -> Validator:
     return check
 
 
+def accepting(check: Callable[[str], object], accepted: str) -> Validator:
+    """A validator from ``check``, which raises ValueError saying why, or returns False,
+    for a value it refuses; ``accepted`` says what it takes."""
+
+    def validate(value: str) -> str:
+        try:
+            good = check(value)
+        except ValueError as err:
+            raise Rejected(f"{accepted} ({err})") from None
+        if good is False:
+            raise Rejected(accepted)
+        return value
+
+    return validate
+
+
 def boolean(value: str) -> str:
     lowered = value.lower()
     if lowered in ("true", "1", "yes"):

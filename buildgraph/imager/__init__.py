@@ -1,5 +1,6 @@
 """The imager front end: Talos' imager over this graph, without a container.
 
-``flags`` is the one table of customization flags (for ``buildgraph imager`` and for
-``IMAGER_ARGS``), ``profile`` the imager profile YAML, ``command`` the command itself.
+``customizations`` is the one table of customizations (variables, flags, profile
+fields), ``flags`` its flags (for ``buildgraph imager`` and for ``IMAGER_ARGS``),
+``profile`` the imager profile YAML, ``command`` the command itself.
 """

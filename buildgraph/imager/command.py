@@ -20,7 +20,15 @@ from .. import variables
 from ..engine.errors import BuildgraphError
 from ..engine.yamlsrc import load
 from . import flags
-from .profile import KINDS, ProfileError, base_profile, build_request, check, ordered
+from .profile import (
+    KINDS,
+    ProfileError,
+    apply_flags,
+    base_profile,
+    build_request,
+    check,
+    ordered,
+)
 
 HELP = "build a boot asset from a profile and customizations, like Talos' imager"
 
@@ -116,37 +124,6 @@ def _resolve(args: argparse.Namespace, platforms: dict[str, dict]) -> dict[str, 
         given = flags.to_variables(args)
     except ValueError as err:
         raise ProfileError(str(err)) from None
-    _apply(profile, given)
+    apply_flags(profile, given)
     check(profile)
     return profile
-
-
-def _apply(profile: dict[str, Any], given: dict[str, str]) -> None:
-    import shlex
-
-    custom = profile.setdefault("customization", {})
-    words = {name: shlex.split(value) for name, value in given.items()}
-    custom.setdefault("extraKernelArgs", []).extend(words.get("KERNEL_ARGS", []))
-    for word in words.get("META", []):
-        key, value = word.split("=", 1)
-        custom.setdefault("metaContents", []).append({"key": key, "value": value})
-    inputs = profile.setdefault("input", {})
-    for ref in words.get("SYSTEM_EXTENSIONS", []):
-        entry = {"tarballPath": ref} if ref.endswith(".tar") else {"imageRef": ref}
-        inputs.setdefault("systemExtensions", []).append(entry)
-    if "BASE_INSTALLER_IMAGE" in given:
-        inputs["baseInstaller"] = {"imageRef": given["BASE_INSTALLER_IMAGE"]}
-    if "OVERLAY_IMAGE" in given or "OVERLAY_NAME" in given or "OVERLAY_OPTIONS" in given:
-        overlay = profile.setdefault("overlay", {})
-        if "OVERLAY_NAME" in given:
-            overlay["name"] = given["OVERLAY_NAME"]
-        if "OVERLAY_IMAGE" in given:
-            overlay["image"] = {"imageRef": given["OVERLAY_IMAGE"]}
-        for word in words.get("OVERLAY_OPTIONS", []):
-            key, value = word.split("=", 1)
-            overlay.setdefault("options", {})[key] = value
-    if not custom["extraKernelArgs"]:
-        del custom["extraKernelArgs"]
-    for section in ("customization", "input"):
-        if not profile[section]:
-            del profile[section]

@@ -9,44 +9,54 @@ variables it sets and the target whose output is the asset.
 
 from __future__ import annotations
 
-import shlex
+import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..engine.errors import BuildgraphError
+from ..engine.variables import unmet
 from ..variables import ARCHES
-from . import flags
+from . import customizations
+from .customizations import ANY_MAPPING, Customization
 
 DEFAULT_ASSETS = "/usr/install"
 """Where an imager image holds the boot assets: the default input.kernel/initramfs paths."""
 KINDS = ("iso", "image", "installer", "kernel", "initramfs", "cmdline")
-_REF = {"imageRef": str}
-_ASSET = {"path": str, "imageRef": str}
-ANY_MAPPING = "mapping"
-SCHEMA: dict[str, Any] = {
+_BASE: dict[str, Any] = {
     "arch": str,
     "platform": str,
     "secureboot": bool,
     "version": str,
-    "customization": {
-        "extraKernelArgs": [str],
-        "metaContents": [{"key": (int, str), "value": str}],
-        "rootfs": {"files": str, "remove": [str]},
-    },
-    "input": {
-        "kernel": _ASSET,
-        "initramfs": _ASSET,
-        "baseInstaller": _REF,
-        "systemExtensions": [{"imageRef": str, "tarballPath": str}],
-    },
-    "overlay": {"name": str, "image": _REF, "options": ANY_MAPPING},
+    "customization": {},
+    "input": {"kernel": {"path": str}, "initramfs": {"path": str, "imageRef": str}},
+    "overlay": {},
     "output": {
         "kind": str,
         "outFormat": str,
         "imageOptions": {"diskSize": (int, str), "diskFormat": str},
     },
 }
+
+
+def _schema() -> dict[str, Any]:
+    """The profile's fields: :data:`_BASE` and each customization's field where its path says."""
+    schema = copy.deepcopy(_BASE)
+    for row in customizations.TABLE:
+        place, leaf = _place(schema, row.field)
+        place[leaf] = row.shape.schema
+    return schema
+
+
+def _place(tree: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The mapping in ``tree`` that holds the last name of a dotted path (made where it is
+    missing), and that name."""
+    *parents, leaf = path.split(".")
+    for name in parents:
+        tree = tree.setdefault(name, {})
+    return tree, leaf
+
+
+SCHEMA = _schema()
 
 
 class ProfileError(BuildgraphError):
@@ -67,7 +77,7 @@ def check(data: Any, schema: Any = SCHEMA, where: str = "profile") -> None:
             check(value, schema[key], f"{where}.{key}")
     elif isinstance(schema, list):
         if not isinstance(data, list):
-            raise ProfileError(f"{where}: must be a list")
+            raise ProfileError(f"{where}: must be a list, not {data!r}")
         for index, item in enumerate(data):
             check(item, schema[0], f"{where}[{index}]")
     elif schema == ANY_MAPPING:
@@ -151,24 +161,8 @@ def build_request(
             f"profile.platform: {kind} assets are built for metal, not {platform!r}",
             hint="leave --platform out, or use output kind image or cmdline",
         )
-    custom = profile.get("customization") or {}
-    inputs = profile.get("input") or {}
-    overlay = profile.get("overlay") or {}
-    options = overlay.get("options") or {}
-    values = {
-        "PLATFORM": f"linux/{arch}",
-        "KERNEL_ARGS": shlex.join(custom.get("extraKernelArgs", [])),
-        "META": shlex.join(f"{m['key']}={m['value']}" for m in custom.get("metaContents", [])),
-        "SYSTEM_EXTENSIONS": shlex.join(map(_extension, inputs.get("systemExtensions", []))),
-        "OVERLAY_IMAGE": (overlay.get("image") or {}).get("imageRef", ""),
-        "OVERLAY_NAME": overlay.get("name", ""),
-        "OVERLAY_OPTIONS": shlex.join(f"{k}={v}" for k, v in options.items()),
-        "CUSTOMIZATION": _files(custom.get("rootfs", {}).get("files", "")),
-        "RM": shlex.join(custom.get("rootfs", {}).get("remove", [])),
-        "IMAGER_IMAGE": _imager_image(inputs, arch),
-        "BASE_INSTALLER_IMAGE": (inputs.get("baseInstaller") or {}).get("imageRef", ""),
-    }
-    _check_values(values)
+    _check_assets(profile.get("input") or {}, arch)
+    values = {"PLATFORM": f"linux/{arch}", **_customizations(profile)}
     if profile.get("version"):
         values["TAG"] = profile["version"]
     target = {"iso": "iso", "installer": "installer-image", "kernel": "kernel",
@@ -213,73 +207,65 @@ def _profile_for(
     )
 
 
-def _extension(entry: dict[str, str]) -> str:
-    if ("imageRef" in entry) == ("tarballPath" in entry):
-        raise ProfileError(
-            "profile.input.systemExtensions: each entry has one of imageRef, tarballPath"
-        )
-    if "imageRef" in entry:
-        return entry["imageRef"]
-    path = Path(entry["tarballPath"]).expanduser().resolve()
-    if path.suffix != ".tar" or not path.is_file():
-        raise ProfileError(
-            f"profile.input.systemExtensions: tarballPath {entry['tarballPath']!r} is not"
-            " a .tar file",
-            hint="give the path of an extension tarball (manifest.yaml and rootfs/ at its top)",
-        )
-    return str(path)
+def _where(row: Customization) -> str:
+    """The profile field of a row, and the flag that sets it if one does, for messages."""
+    return f"profile.{row.field}" + (f" ({row.flag.option})" if row.flag else "")
 
 
-def _files(text: str) -> str:
-    if not text or not text.startswith((".", "/", "~")):
-        return text
-    return str(Path(text).expanduser().resolve())
-
-
-FIELDS = {
-    "KERNEL_ARGS": "customization.extraKernelArgs",
-    "META": "customization.metaContents",
-    "SYSTEM_EXTENSIONS": "input.systemExtensions",
-    "OVERLAY_IMAGE": "overlay.image",
-    "OVERLAY_NAME": "overlay.name",
-    "OVERLAY_OPTIONS": "overlay.options",
-    "BASE_INSTALLER_IMAGE": "input.baseInstaller",
-    "CUSTOMIZATION": "customization.rootfs.files",
-    "RM": "customization.rootfs.remove",
-    "IMAGER_IMAGE": "input.kernel.imageRef",
-}
-"""The profile field each variable comes from, for messages."""
-
-
-def _check_values(values: dict[str, str]) -> None:
-    """Each value as its variable's row checks it, in canonical form; errors name the
-    profile field (and the flag that sets it, if one does)."""
-    from ..engine.variables import BY_NAME, Rejected, unmet
-
-    for name, field in FIELDS.items():
-        flag = flags.BY_VARIABLE.get(name)
-        where = f"profile.{field}" + (f" ({flag.option})" if flag else "")
-        row = BY_NAME[name]
+def _customizations(profile: dict[str, Any]) -> dict[str, str]:
+    """The variable of each customization, as its row checks it, in canonical form; errors
+    name the profile field (and the flag that sets it, if one does)."""
+    values = {}
+    for row in customizations.TABLE:
+        field = _get(profile, row.field)
         try:
-            values[name] = row.validate(values[name])
-        except Rejected as err:
-            raise ProfileError(f"{where}: {err}") from None
-        problem = unmet(row, lambda other: values.get(other, "")) if values[name] else None
+            values[row.variable] = row.validate("" if field is None else row.shape.read(field))
+        except ValueError as err:  # Rejected, or a field the variable cannot be made of
+            raise ProfileError(f"{_where(row)}: {err}") from None
+    for row in customizations.TABLE:
+        problem = unmet(row, lambda other: values.get(other, "")) if values[row.variable] else None
         if problem is None:
             continue
         kind, other = problem
+        theirs = f"profile.{customizations.BY_VARIABLE[other].field}"
         if kind == "requires":
             raise ProfileError(
-                f"{where} is set, but profile.{FIELDS[other]} is not",
-                hint=f"give profile.{FIELDS[other]} too, or leave {where} out",
+                f"{_where(row)} is set, but {theirs} is not",
+                hint=f"give {theirs} too, or leave {_where(row)} out",
             )
         raise ProfileError(
-            f"{where} cannot go with profile.{FIELDS[other]}: the rootfs is that image's",
-            hint=f"leave profile.{FIELDS[other]} out to customize the rootfs, or drop {where}",
+            f"{_where(row)} cannot go with {theirs}: the rootfs is that image's",
+            hint=f"leave {theirs} out to customize the rootfs, or drop {_where(row)}",
         )
+    return values
 
 
-def _imager_image(inputs: dict[str, Any], arch: str) -> str:
+def _get(profile: dict[str, Any], path: str) -> Any:
+    """The value at a dotted field path, or None."""
+    value: Any = profile
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
+def apply_flags(profile: dict[str, Any], given: dict[str, str]) -> None:
+    """Add the variables the flags set to ``profile``'s fields: a list field is extended,
+    a mapping updated, any other replaced."""
+    for row in customizations.TABLE:
+        if row.variable not in given:
+            continue
+        place, leaf = _place(profile, row.field)
+        value, old = row.shape.write(given[row.variable]), place.get(leaf)
+        if isinstance(old, list):
+            old.extend(value)
+        elif isinstance(old, dict):
+            old.update(value)
+        else:
+            place[leaf] = value
+
+
+def _check_assets(inputs: dict[str, Any], arch: str) -> None:
+    """input.kernel and input.initramfs: one imager image (IMAGER_IMAGE) or this graph's."""
     refs = {(inputs.get(k) or {}).get("imageRef", "") for k in ("kernel", "initramfs")}
     if len(refs) > 1:
         raise ProfileError(
@@ -295,4 +281,3 @@ def _imager_image(inputs: dict[str, Any], arch: str) -> str:
                 hint=f"drop input.{key}.path, or give {DEFAULT_ASSETS}/{arch}/{default}, where"
                 " an imager image holds what this graph builds",
             )
-    return refs.pop()

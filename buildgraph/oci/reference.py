@@ -17,13 +17,14 @@ LOCAL = "local"
 """The registry name of the embedded store (``local/pkgs/kernel:latest``)."""
 DOCKER_HUB = "docker.io"
 INSECURE_ENV = "BUILDGRAPH_INSECURE_REGISTRIES"
+MAX_PORT = 65535
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HOST = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?"
 )
 
 
@@ -134,6 +135,11 @@ def parse(text: str) -> Reference:
     if len(parts) > 1 and (("." in first or ":" in first) or first == "localhost"):
         if not _HOST.fullmatch(first):
             raise ValueError(f"bad image reference {text!r}: bad registry host {first!r}")
+        port = split_host_port(first)[1]
+        if port is not None and not 1 <= port <= MAX_PORT:
+            raise ValueError(
+                f"bad image reference {text!r}: port {port} of {first!r} is not 1..{MAX_PORT}"
+            )
         registry, path = first, parts[1:]
     elif len(parts) > 1 and first == LOCAL:
         registry, path = LOCAL, parts[1:]
@@ -158,3 +164,22 @@ def parse(text: str) -> Reference:
     if tag is None and digest_or_none is None:
         tag = "latest"
     return Reference(registry, repository, tag, digest_or_none)
+
+
+def is_tag(text: str) -> bool:
+    """Whether ``text`` is a tag: 1-128 of letters, digits, '_', '.', '-', not led by '.', '-'."""
+    return _TAG.fullmatch(text) is not None
+
+
+def is_component(text: str) -> bool:
+    """Whether ``text`` is one repository path component, such as a user name."""
+    return _COMPONENT.fullmatch(text) is not None
+
+
+def registry_of(text: str) -> str:
+    """``text`` if it is a registry (``host[:port]``, or ``local``) as references name it:
+    the registry of ``text/name``. Raises ``ValueError`` saying why not."""
+    found = parse(f"{text}/name").registry
+    if found != text:
+        raise ValueError(f"{text!r} is read as a repository of {found}, not as a registry")
+    return text

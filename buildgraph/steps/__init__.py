@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..engine.step import ParamError
+
 MODULES: dict[str, str] = {
     name: f"{__name__}.{module}"
     for module, names in (
@@ -31,6 +33,21 @@ MODULES: dict[str, str] = {
     )
     for name in names
 }
+
+
+def check_types(
+    params: Mapping[str, Any], texts: tuple[str, ...] = (), lists: tuple[str, ...] = ()
+) -> None:
+    """Each param of ``texts`` that is given is a string, each of ``lists`` a list of
+    strings. A profile field lands in params as it is written (``consoles: console=tty1``
+    is a string, not a list), so this is where its type is checked, at load."""
+    for name in texts:
+        if name in params and not isinstance(params[name], str):
+            raise ParamError(name, f"params.{name} must be a string, not {params[name]!r}")
+    for name in lists:
+        value = params.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ParamError(name, f"params.{name} must be a list of strings, not {value!r}")
 
 
 def check_epoch(params: Mapping[str, Any]) -> None:

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..engine.errors import StepFailedError
-from ..engine.step import StepContext, step
+from ..engine.step import Role, StepContext, step
 from ..formats import meta
 from ..kernelargs import Cmdline
+from . import check_types
 from .overlay import load as load_overlay
 
 MAX_LINE = 2047
@@ -29,11 +30,14 @@ def _check(params: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(f"unknown cmdline params {unknown}; known are {', '.join(PARAMS)}")
     for name in ("platform", "platform_key"):
-        if not isinstance(params.get(name), str):
+        if name not in params:
             raise ValueError(f"the cmdline step needs params.{name}, a string")
+    check_types(params, texts=("platform", "platform_key", "extra", "overlay_name",
+                               "overlay_options"),
+                lists=("consoles", "defaults", "platform_args"))  # fmt: skip
 
 
-@step("cmdline", version=3, check=_check)
+@step("cmdline", version=3, check=_check, inputs=[Role("overlay", optional=True)])
 def cmdline(ctx: StepContext) -> None:
     """Write the kernel command line, edited by KERNEL_ARGS."""
     params = ctx.params
@@ -60,10 +64,10 @@ def _check_meta(params: Mapping[str, Any]) -> None:
         raise ValueError("the cmdline-meta step takes exactly params.meta (META words)")
 
 
-@step("cmdline-meta", version=1, check=_check_meta)
+@step("cmdline-meta", version=1, check=_check_meta, inputs=[Role("cmdline-%")])
 def cmdline_meta(ctx: StepContext) -> None:
-    """Copy the one input's command line, with META as ``buildgraph.meta=`` at its end."""
-    (source,) = ctx.input_files()
+    """Copy a platform's command line (cmdline-%), with META as ``buildgraph.meta=`` at its end."""
+    source = ctx.input("cmdline-%")
     values = meta.parse_words(shlex.split(ctx.params["meta"]))
     line = source.read_text().strip()
     param = meta.cmdline_param(values)

@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 
 from ..engine import sparse
 from ..engine.errors import StepFailedError
-from ..engine.step import StepContext, clean_env, step
+from ..engine.step import ParamError, Role, StepContext, clean_env, step
 from ..formats import biosboot, meta
-from . import check_epoch
+from . import check_epoch, check_types
 from .grub import BIOS, EFI_LOADER, Grub, check_firmware, early_config, grub_cfg, make_esp
 from .overlay import Overlay
 from .overlay import load as load_overlay
@@ -83,8 +83,15 @@ def minimum_size(firmware: list[str]) -> int:
 def _check(params: Mapping[str, Any]) -> None:
     check_epoch(params)
     check_firmware(params.get("firmware"))
-    if "${" not in str(params.get("size", "")):
-        check_size(params["size"], params["firmware"])
+    check_types(params, texts=("meta", "overlay_name", "overlay_options"))
+    size = params.get("size")
+    if isinstance(size, bool) or not isinstance(size, (int, str)):
+        raise ParamError("size", f"params.size must be a size like 8GiB or bytes, not {size!r}")
+    if "${" not in str(size):
+        try:
+            check_size(size, params["firmware"])
+        except ValueError as err:
+            raise ParamError("size", str(err)) from None
 
 
 def check_size(value: object, firmware: list[str]) -> int:
@@ -106,6 +113,8 @@ def check_size(value: object, firmware: list[str]) -> int:
     version=2,
     tools=("grub-mkimage", "mkfs.vfat", "mmd", "mcopy", "mke2fs", "debugfs", "sgdisk"),
     check=_check,
+    inputs=[Role("kernel"), Role("initramfs"), Role("cmdline-%"), Grub.ROLE,
+            Role("overlay", optional=True)],
 )
 def disk(ctx: StepContext) -> None:
     """Make the filesystems and GRUB images, partition the disk and fill it in."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..engine.errors import StepFailedError
-from ..engine.step import StepContext
+from ..engine.step import Role, StepContext
 from ..formats import untar
 
 EFI_LOADER = {"x86_64-efi": "BOOTX64.EFI", "arm64-efi": "BOOTAA64.EFI"}
@@ -60,11 +60,14 @@ def early_config(find: str, prefix: str) -> str:
 class Grub:
     """The grub package of one step run, unpacked, and grub-mkimage over its modules."""
 
+    ROLE = Role("pkg-grub")
+    """The input that holds the grub package's files, in the steps that boot with GRUB."""
+
     def __init__(self, ctx: StepContext, work: Path, env: dict[str, str]) -> None:
         self.ctx = ctx
         self.root = work / "grub"
         self.env = env
-        untar.extract(ctx.input("pkg-grub"), self.root)
+        untar.extract(ctx.input(self.ROLE.name), self.root)
 
     def modules(self, platform: str) -> Path:
         """usr/lib/grub/<platform> of the package: real files, inside the package."""

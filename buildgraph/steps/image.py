@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import sparse
-from ..engine.step import StepContext, clean_env, step
+from ..engine.step import ParamError, Role, StepContext, clean_env, step
 from ..formats import vdisk
 from . import check_epoch
 
@@ -36,9 +36,10 @@ def _check(params: Mapping[str, Any]) -> None:
     if "${" in f"{fmt}{compression}":
         return
     if fmt not in FORMATS:
-        raise ValueError(f"unknown disk format {fmt!r}; known: {', '.join(FORMATS)}")
+        raise ParamError("format", f"unknown disk format {fmt!r}; known: {', '.join(FORMATS)}")
     if compression not in COMPRESSIONS:
-        raise ValueError(
+        raise ParamError(
+            "compression",
             f"unknown compression {compression!r};"
             f" known: none (''), {', '.join(c for c in COMPRESSIONS if c)}"
         )
@@ -47,20 +48,26 @@ def _check(params: Mapping[str, Any]) -> None:
     if compression == ".tar.gz" and fmt != "raw":
         raise ValueError(".tar.gz holds a raw disk (disk.raw): use it with format raw")
     if not isinstance(params.get("name"), str) or not params["name"]:
-        raise ValueError("the image step needs params.name, the image's name inside its format")
+        raise ParamError("name", "the image step needs params.name, its name inside its format")
     level = str(params.get("zstd_level", ""))
     if compression == ".zst" and "${" not in level and not 1 <= int(level or 0) <= 19:
         raise ValueError("params.zstd_level must be a zstd level from 1 to 19")
 
 
-@step("image", version=2, tools=("qemu-img", "zstd", "xz", "gzip", "tar"), check=_check)
+@step(
+    "image",
+    version=2,
+    tools=("qemu-img", "zstd", "xz", "gzip", "tar"),
+    check=_check,
+    inputs=[Role("disk-%")],
+)
 def image(ctx: StepContext) -> None:
-    """Convert the raw disk of the node's one input, then compress it."""
+    """Convert the raw disk of the profile (disk-%), then compress it."""
     (out,) = ctx.outputs
     params = ctx.params
     epoch = int(params["epoch"])
     work = ctx.out_dir.parent
-    (raw,) = ctx.input_files()
+    raw = ctx.input("disk-%")
     converted = work / "disk.raw"
     if params["format"] == "raw":
         os.link(raw, converted)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..engine.errors import StepFailedError
-from ..engine.step import StepContext, step
+from ..engine.step import Role, StepContext, step
 from ..formats.cpio import Writer
 from . import check_epoch
 from .imagefile import copy_from_image, probe_image
@@ -100,7 +100,14 @@ def _read_module(data: bytes, path: str) -> bytes:
     raise StepFailedError(f"kernel module {path}: only .ko and .ko.xz are supported")
 
 
-@step("initramfs", version=1, tools=("xz",), check=_check, probe=probe_image)
+@step(
+    "initramfs",
+    version=1,
+    tools=("xz",),
+    check=_check,
+    probe=probe_image,
+    inputs=[Role("init"), Role("rootfs"), Role("pkg-kernel")],
+)
 def initramfs(ctx: StepContext) -> None:
     """Write the cpio (sorted, owner 0, one mtime) and compress it with xz."""
     if ctx.params.get("image"):

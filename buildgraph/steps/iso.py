@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..engine.step import StepContext, clean_env, step
+from ..engine.step import Role, StepContext, clean_env, step
 from . import check_epoch
 from .grub import BIOS, EFI_LOADER, Grub, check_firmware, early_config, grub_cfg, make_esp
 
@@ -46,6 +46,7 @@ def _iso_date(epoch: int) -> str:
     version=4,
     tools=("grub-mkimage", "mkfs.vfat", "mmd", "mcopy", "xorriso"),
     check=_check,
+    inputs=[Role("kernel"), Role("initramfs"), Role("iso-cmdline"), Grub.ROLE],
 )
 def iso(ctx: StepContext) -> None:
     """Build the ISO tree, the GRUB images and the ESP, then pack them with xorriso."""

@@ -11,11 +11,11 @@ import shutil
 import tarfile
 
 from ..engine.errors import StepFailedError
-from ..engine.step import StepContext, step
+from ..engine.step import Role, StepContext, step
 from .imagefile import copy_from_image, probe_image
 
 
-@step("kernel", version=1, probe=probe_image)
+@step("kernel", version=1, probe=probe_image, inputs=[Role("pkg-kernel")])
 def kernel(ctx: StepContext) -> None:
     """Copy the one boot/vmlinuz* of the package tar needs: [pkg-kernel] to the output."""
     if ctx.params.get("image"):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import BuildgraphError
-from ..engine.step import Probe, StepContext, step
+from ..engine.step import Probe, Role, StepContext, step
 from ..formats import untar
 from . import check_epoch
 
@@ -59,6 +59,20 @@ def _check_image(params: Mapping[str, Any]) -> None:
         for kind in ("files", "json"):
             if kind in layer and not isinstance(layer[kind], dict):
                 raise ValueError(f"a {kind} layer maps image paths to what goes there")
+        if not all(isinstance(need, str) and need for need in _layer_needs(layer)):
+            raise ValueError(f"layer {layer!r}: tar and files name the needs they take")
+
+
+def _layer_needs(layer: Mapping[str, Any]) -> list[Any]:
+    return [layer["tar"]] if "tar" in layer else list(layer.get("files", {}).values())
+
+
+def _image_roles(params: Mapping[str, Any]) -> list[Role]:
+    """The needs the params name: the base image's (params.base) and the layers'."""
+    names = [params["base"]] if params.get("base") else []
+    for layer in params.get("layers", []):
+        names += _layer_needs(layer)
+    return [Role(name) for name in dict.fromkeys(names)]
 
 
 def _created(epoch: int) -> str:
@@ -87,7 +101,7 @@ def _base(ctx: StepContext, work: Path) -> tuple[list[Path], dict[str, Any]]:
     return layers, dict(base.read_json(manifest["config"]["digest"]).get("config") or {})
 
 
-@step("oci-image", version=1, check=_check_image, probe=_probe_image)
+@step("oci-image", version=1, check=_check_image, probe=_probe_image, inputs=_image_roles)
 def oci_image(ctx: StepContext) -> None:
     """Stack the base image's layers and the params' layers; write one arch's OCI archive."""
     from ..oci.layout import Image, Layout
@@ -159,13 +173,7 @@ def _tree_layer(ctx: StepContext, directory: str, tree: Path, epoch: int) -> Pat
 
 def _by_arch(ctx: StepContext, target: str) -> list[tuple[str, Path]]:
     """(arch, output) of each node of ``target`` among the inputs, in arch order."""
-    found = []
-    for label, outputs in ctx.inputs.items():
-        name, _, arch = label.partition(":")
-        if name == target:
-            if len(outputs) != 1:
-                raise BuildgraphError(f"{label} has {len(outputs)} outputs; a layer takes one")
-            found.append((arch or ctx.arch or "", next(iter(outputs.values()))))
+    found = [(arch or ctx.arch or "", path) for arch, path in ctx.inputs_of(target)]
     if not found:
         raise BuildgraphError(f"a files layer names {target!r}: declare it in the target's needs")
     return sorted(found)
@@ -239,7 +247,14 @@ def _probe_publish(probe: Probe) -> str:
     return state
 
 
-@step("oci-publish", version=1, check=_check_publish, probe=_probe_publish, probe_settles=True)
+@step(
+    "oci-publish",
+    version=1,
+    check=_check_publish,
+    probe=_probe_publish,
+    probe_settles=True,
+    inputs=lambda params: [Role(params["image"])],
+)
 def oci_publish(ctx: StepContext) -> None:
     """Index the per-arch archives of params.image, store the index, push it if asked."""
     from ..oci.layout import Layout
@@ -249,10 +264,8 @@ def oci_publish(ctx: StepContext) -> None:
     store = Layout(ctx.cache_dir / "oci")
     work = ctx.out_dir.parent
     entries = []
-    for label, outputs in sorted(ctx.inputs.items()):
-        if label.partition(":")[0] != ctx.params["image"]:
-            continue
-        (archive_path,) = outputs.values()
+    for arch, archive_path in sorted(ctx.inputs_of(ctx.params["image"])):
+        label = f"{ctx.params['image']}:{arch}"
         archive = open_archive(archive_path, work / label.replace(":", "-"))
         entry, manifest = _only_image(archive, label)
         for blob in (manifest["config"], *manifest["layers"], entry):

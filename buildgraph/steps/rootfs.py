@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import StepFailedError
-from ..engine.step import StepContext, step
+from ..engine.step import Role, StepContext, step
 from ..formats import untar
 from . import check_epoch
 
@@ -73,7 +73,13 @@ def _target(tree: Path, relative: str) -> Path:
     return target
 
 
-@step("rootfs", version=3, tools=("mksquashfs",), check=_check)
+@step(
+    "rootfs",
+    version=3,
+    tools=("mksquashfs",),
+    check=_check,
+    inputs=[Role("pkg-base"), Role("customization", optional=True)],
+)
 def rootfs(ctx: StepContext) -> None:
     """Assemble the tree and pack it with mksquashfs's reproducible flags."""
     (out,) = ctx.outputs
