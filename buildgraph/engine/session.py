@@ -14,6 +14,7 @@ directories its globs walked, so a no-op run neither parses YAML nor builds a gr
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -94,8 +95,11 @@ class Session:
         self.dep_encoded: dict[str, str] = {}
         self.status: dict[str, str] = {}
         self.tool_info: dict[str, tuple[str, str]] = {}
-        self.digests = FileDigests(self.state.files)
         self._planner = os.getpid()
+
+    @functools.cached_property
+    def digests(self) -> FileDigests:
+        return FileDigests(self.state.files)
 
     # -- compiling -------------------------------------------------------------
     def _compile(

@@ -14,6 +14,7 @@ must lose nothing it finished. Saving the state folds journals in and removes th
 from __future__ import annotations
 
 import contextlib
+import functools
 import marshal
 import os
 import shutil
@@ -37,16 +38,38 @@ class State:
         self.path = directory / "state"
         self.session = directory / "journal" / f"{os.getpid()}-{time.time_ns()}"
         """This run's journal; forked workers write into it too."""
-        data = _load(self.path)
-        self.files: dict[str, tuple] = data.get("files", {})
-        self.nodes: dict[str, tuple] = data.get("nodes", {})
-        """label -> (key, outputs, touched_at); the inputs behind a key are in its AC entry"""
-        self.placed: dict[str, tuple] = data.get("placed", {})
-        """_out name -> (digest, ino, mtime_ns, size)"""
-        self.tools: dict[str, tuple] = data.get("tools", {})
         self.dirty = False
         self._merged: list[Path] = []
+
+    @functools.cached_property
+    def _data(self) -> dict[str, dict]:
+        """The saved state, with the journals of ended runs taken in: read on first use,
+        so that a run the fast path settles never parses it."""
+        data = _load(self.path)
+        self.__dict__["_data"] = {
+            name: data.get(name, {}) for name in ("files", "nodes", "placed", "tools")
+        }
         self._merge(finished_only=True)
+        return self.__dict__["_data"]
+
+    @property
+    def files(self) -> dict[str, tuple]:
+        """path -> (ino, ctime_ns, mtime_ns, size, digest)"""
+        return self._data["files"]
+
+    @property
+    def nodes(self) -> dict[str, tuple]:
+        """label -> (key, outputs, touched_at); the inputs behind a key are in its AC entry"""
+        return self._data["nodes"]
+
+    @property
+    def placed(self) -> dict[str, tuple]:
+        """_out name -> (digest, ino, mtime_ns, size)"""
+        return self._data["placed"]
+
+    @property
+    def tools(self) -> dict[str, tuple]:
+        return self._data["tools"]
 
     def record(self, label: str, result: tuple) -> None:
         self.nodes[label] = result
@@ -90,6 +113,8 @@ class State:
                 self._merged.append(run)
 
     def save(self, force: bool = False) -> None:
+        if "_data" not in self.__dict__ and not force:
+            return  # never read, so nothing changed
         self._merge(finished_only=False)
         if self.dirty or force:
             data = {
