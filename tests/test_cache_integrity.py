@@ -79,6 +79,29 @@ def test_a_symlink_output_is_refused_and_the_source_untouched(tmp_path):
     assert (root / "src" / "a.txt").stat().st_mode == mode
 
 
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("true", r"did not write sub/top\.txt"),
+        ("mkdir $OUT/sub; echo a > $OUT/sub/top.txt; echo b > $OUT/sub/extra",
+         r"wrote undeclared sub/extra"),
+        ("mkdir $OUT/sub; mkfifo $OUT/sub/top.txt", r"wrote sub/top\.txt as special files"),
+    ],
+)
+def test_a_step_must_leave_exactly_its_declared_regular_files(tmp_path, script, message):
+    spec = f"""
+    targets:
+      top:
+        step: shell
+        params: {{script: "{script}"}}
+        outputs: [sub/top.txt]
+    """
+    root = make_project(tmp_path / "repo", spec, {})
+    with pytest.raises(StepFailedError, match=message):
+        build(root, tmp_path / "cache", ["top"])
+    assert not (root / "_out" / "sub" / "top.txt").exists()
+
+
 def test_a_hard_linked_output_is_copied_not_captured(tmp_path):
     spec = """
     targets:

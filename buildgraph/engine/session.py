@@ -549,20 +549,30 @@ def _dep_components(label: str, outputs: Outputs) -> list[Component]:
 
 def _check_produced(node: NodePlan, out_dir: Path) -> None:
     """The step must leave exactly its declared outputs, as regular files."""
-    produced = {}
-    for path in out_dir.rglob("*"):
-        if path.is_symlink() or not path.is_dir():
-            produced[path.relative_to(out_dir).as_posix()] = path
+    produced: dict[str, os.DirEntry] = {}
+    stack = [("", str(out_dir))]
+    while stack:
+        prefix, directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((f"{prefix}{entry.name}/", entry.path))
+                else:
+                    produced[prefix + entry.name] = entry
+    if produced.keys() == set(node.outputs) and all(
+        entry.is_file(follow_symlinks=False) for entry in produced.values()
+    ):
+        return
     problems = []
     missing = sorted(set(node.outputs) - set(produced))
     extra = sorted(set(produced) - set(node.outputs))
     links = sorted(
-        name for name, path in produced.items() if name in node.outputs and path.is_symlink()
+        name for name, entry in produced.items() if name in node.outputs and entry.is_symlink()
     )
     odd = sorted(
         name
-        for name, path in produced.items()
-        if name in node.outputs and not path.is_symlink() and not path.is_file()
+        for name, entry in produced.items()
+        if name in node.outputs and not entry.is_symlink() and not entry.is_file()
     )
     if missing:
         problems.append(f"did not write {', '.join(missing)}")
