@@ -58,6 +58,7 @@ def _run(
 ) -> subprocess.CompletedProcess:
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),  # this checkout's code, not whatever the venv installed
         "HOME": str(cache.parent),
         "BUILDGRAPH_CACHE": str(cache),
         "TAG": FIXED["TAG"],
