@@ -206,6 +206,14 @@ class Store:
         entry = {"outputs": outputs, "components": components, "created": int(time.time())}
         atomic_write(self.action_path(key), json.dumps(entry, sort_keys=True).encode())
 
+    def drop_action(self, key: str) -> bool:
+        """Remove the AC entry for ``key`` (its objects stay); False if there was none."""
+        try:
+            os.unlink(self.action_path(key))
+        except FileNotFoundError:
+            return False
+        return True
+
     def touch_action(self, key: str) -> None:
         with contextlib.suppress(OSError):
             os.utime(self.action_path(key))
