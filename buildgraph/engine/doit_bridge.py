@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 from doit.task import Task
 
+from . import log
 from .errors import BuildgraphError
 from .forget import forget, forget_now
 from .session import Session
@@ -69,14 +71,19 @@ class Run(cmd_run.Run):
                     hint="`doit TARGET` builds only what changed; `doit TARGET:ARCH` one arch",
                 )
             )
+        started = time.monotonic()
         try:
-            return super().execute(params, args)
+            code = super().execute(params, args)
         except KeyboardInterrupt:
             os.write(sys.stderr.fileno(), b"buildgraph: interrupted\n")
             return 130
         finally:
             if _SESSION is not None:
                 _SESSION.finish()
+        if _SESSION is not None:
+            ran = {task.name: task.values["status"] for task in self.task_list if task.values}
+            log.summary(_SESSION, {**_SESSION.status, **ran}, started)
+        return code
 
 
 class Loader(DodoTaskLoader):

@@ -169,6 +169,11 @@ def family_docs() -> list[str]:
     return [family.declared_as for family in FAMILIES]
 
 
+def fanning() -> str:
+    """The variable whose arches per-arch targets fan out over (PLATFORM)."""
+    return next(row.name for row in BY_NAME.values() if row.fans_out)
+
+
 def arches(fanned: str) -> list[str]:
     """The arches of a validated fanning-out value (``linux/amd64,linux/arm64``), in order."""
     return [item.split("/", 1)[1] for item in fanned.split(",")]
@@ -225,8 +230,7 @@ class Values(Mapping[str, str]):
         return len(BY_NAME)
 
     def arches(self) -> list[str]:
-        fanning = next(row.name for row in BY_NAME.values() if row.fans_out)
-        return arches(self[fanning])
+        return arches(self[fanning()])
 
     def origin(self, name: str) -> str:
         """Where a value came from: command line, environment, targets/ or default."""
