@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import debian, plugin
 from .engine import log, variables
-from .engine.errors import BuildgraphError
+from .engine.errors import BuildgraphError, report
 from .engine.session import Session
 from .engine.store import Store, default_cache_dir, parse_size
 
@@ -29,10 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
-    except BuildgraphError as err:
-        print(f"buildgraph: error: {err}", file=sys.stderr)
-        return err.exit_code
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe is said here, not by Python at exit
+        return code
+    except (BuildgraphError, OSError, KeyboardInterrupt) as err:
+        return report(err, default_cache_dir(), Path(args.root).resolve() / "_out")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,7 +13,10 @@ something else here are replaced (``run`` below, the rest in doit_commands.py).
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -27,9 +30,10 @@ from doit.reporter import ConsoleReporter
 from doit.task import Task
 
 from . import log
-from .errors import BuildgraphError
+from .errors import BuildgraphError, report
 from .forget import forget, forget_now
 from .session import Session
+from .store import default_cache_dir
 
 _SESSION: Session | None = None
 
@@ -53,14 +57,15 @@ no doit dependencies, so doit has nothing worth keeping, and nothing it keeps (a
 ``ignore`` mark, say) could outlive a change of inputs."""
 
 
-def fail(err: BuildgraphError) -> int:
-    """Say ``err`` once, as every front end does; returns the exit code."""
-    os.write(sys.stderr.fileno(), f"buildgraph: error: {err}\n".encode())
-    return err.exit_code
+def fail(err: BuildgraphError | OSError | KeyboardInterrupt, root: Path | None = None) -> int:
+    """Say ``err`` once, as every front end does; returns the exit status."""
+    root = root or (_SESSION.root if _SESSION is not None else Path.cwd())
+    return report(err, default_cache_dir(), root / "_out")
 
 
 class Run(cmd_run.Run):
-    """doit's run: ``-a`` rebuilds the goal's nodes, ``-s`` is refused, Ctrl-C is one line."""
+    """doit's run: ``-a`` rebuilds the goal's nodes, ``-s`` is refused, Ctrl-C is one line,
+    and the build ends with a summary."""
 
     def execute(self, params: Any, args: list[str]) -> int:
         if params.get("single"):
@@ -72,18 +77,29 @@ class Run(cmd_run.Run):
                 )
             )
         started = time.monotonic()
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupted)
         try:
             code = super().execute(params, args)
-        except KeyboardInterrupt:
-            os.write(sys.stderr.fileno(), b"buildgraph: interrupted\n")
-            return 130
-        finally:
             if _SESSION is not None:
                 _SESSION.finish()
+        except (OSError, KeyboardInterrupt) as err:
+            if _SESSION is not None:
+                with contextlib.suppress(OSError):
+                    _SESSION.finish()  # keep what finished; the next run merges it anyway
+            return fail(err)
         if _SESSION is not None:
             ran = {task.name: task.values["status"] for task in self.task_list if task.values}
             log.summary(_SESSION, {**_SESSION.status, **ran}, started)
         return code
+
+
+def _interrupted(_signum: int, _frame: Any) -> None:
+    """Ctrl-C: doit's workers got it too. They clean up (scratch, temp files) as their
+    nodes unwind; doit terminates them as soon as the planner stops, so it waits first."""
+    for worker in multiprocessing.active_children():
+        worker.join(timeout=10)
+    raise KeyboardInterrupt
 
 
 class Loader(DodoTaskLoader):
@@ -104,8 +120,8 @@ class Loader(DodoTaskLoader):
                 rebuild = bool(self.options.get("always"))
                 return _planned_tasks(self.root(), _goal(pos_args), cmdline_vars(), rebuild)
             return _all_tasks(self.root(), cmdline_vars())
-        except BuildgraphError as err:
-            raise SystemExit(fail(err)) from None
+        except (BuildgraphError, OSError) as err:
+            raise SystemExit(fail(err, self.root())) from None
 
     def root(self) -> Path:
         return Path(self.namespace.get("BUILDGRAPH_ROOT", os.getcwd())).resolve()
@@ -195,7 +211,7 @@ def _run_node(label: str, rebuild: bool) -> dict[str, str] | TaskFailed:
         if rebuild:
             forget_now(_SESSION, label)
         status = _SESSION.run_node(label)
-    except BuildgraphError as err:
+    except (BuildgraphError, OSError) as err:
         fail(err)  # doit's reporter is told not to repeat it
         return TaskFailed(str(err), report=False)
     return {"status": status}

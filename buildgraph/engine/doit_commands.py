@@ -10,6 +10,8 @@ pyproject.toml installs them over doit's own as command plugins.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from doit import cmd_clean, cmd_forget, cmd_info, cmd_list
@@ -74,18 +76,27 @@ class Strace(_Refused):
     )
 
 
+def _guarded(run: Callable[[], int]) -> int:
+    """``run()``, with a buildgraph error, a failed write, Ctrl-C or a closed stdout said
+    in one message instead of doit's traceback."""
+    from .doit_bridge import fail
+
+    try:
+        code = run()
+        sys.stdout.flush()  # a closed pipe is said here, not by Python at exit
+        return code
+    except (BuildgraphError, OSError, KeyboardInterrupt) as err:
+        return fail(err)
+
+
 class _Planning(DoitCmdBase):
     """A command that answers from buildgraph's plan of a goal, not from doit's tasks."""
 
     def execute(self, params: Any, args: list[str]) -> int:
-        from .doit_bridge import cmdline_vars, fail
+        from .doit_bridge import cmdline_vars
 
         self.loader.setup(params)
-        self.loader.load_doit_config()
-        try:
-            return self.answer(params, args, cmdline_vars())
-        except BuildgraphError as err:
-            return fail(err)
+        return _guarded(lambda: self.answer(params, args, cmdline_vars()))
 
     def session(self, goal: list[str], cmdline: dict[str, str]) -> Session:
         return Session(self.loader.root(), goal, cmdline)
@@ -156,6 +167,9 @@ class List(cmd_list.List):
 
     _status: dict[str, str]
 
+    def execute(self, params: Any, args: list[str]) -> int:
+        return _guarded(lambda: super(List, self).execute(params, args))
+
     def _execute(
         self,
         subtasks: bool = False,
@@ -201,6 +215,9 @@ class List(cmd_list.List):
 
 class Clean(cmd_clean.Clean):
     """doit's clean, which removes what targets placed in _out/; ``--forget`` is refused."""
+
+    def execute(self, params: Any, args: list[str]) -> int:
+        return _guarded(lambda: super(Clean, self).execute(params, args))
 
     def _execute(
         self,

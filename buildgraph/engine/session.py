@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import log, tools
 from . import step as steps
-from .errors import BuildgraphError, StepFailedError
+from .errors import DISK_ERRNOS, BuildgraphError, StepFailedError
 from .hashing import (
     US,
     Component,
@@ -382,6 +382,9 @@ class Session:
                         f"{node.label}: step {node.step} failed: {err.message}", hint=err.hint
                     ) from None
                 except Exception as err:
+                    if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
+                        err.filename = err.filename or str(out_dir)  # write(2) names none
+                        raise  # a full or read-only disk, not the step's fault: said as such
                     raise StepFailedError(
                         f"{node.label}: step {node.step} crashed: {type(err).__name__}: {err}"
                     ) from err
@@ -400,7 +403,7 @@ class Session:
             return outputs
         finally:
             os.umask(umask)
-            shutil.rmtree(scratch, ignore_errors=True)
+            _discard(scratch)
 
     def _check_sources(self, node: NodePlan, sources: list[str], when: str) -> None:
         """A source edited after its digest was taken would key the wrong bytes.
@@ -446,6 +449,15 @@ class Session:
         finally:
             self.finish()
         return dict(self.status)
+
+
+def _discard(scratch: Path) -> None:
+    """Remove a scratch directory, even when a second Ctrl-C lands while it goes."""
+    try:
+        shutil.rmtree(scratch, ignore_errors=True)
+    except KeyboardInterrupt:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
 
 
 def _dep_components(label: str, outputs: Outputs) -> list[Component]:
