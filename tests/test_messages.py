@@ -1,7 +1,8 @@
 """What stops a build is said in one message, never a traceback.
 
 Ctrl-C (exit 130, nothing half-written kept), a cache or ``_out/`` that cannot be
-written, a closed stdout.
+written, a closed stdout, and the usual slips: ``GOAMD64 v3`` for ``GOAMD64=v3``,
+lower-case names, ``PLATFORM=arm64``, an unknown arch, a misspelt target.
 
 What is simulated, and how: EFBIG is real (RLIMIT_FSIZE in the build's process); a
 directory root cannot write is one under /sys/fs (the kernel refuses root there with
@@ -23,7 +24,9 @@ from typing import Any
 import pytest
 from project import FIXED, REPO, doit, make_project, statuses
 
-from buildgraph.engine.errors import disk_error
+from buildgraph.engine.errors import UnknownTargetError, VariableError, disk_error
+from buildgraph.engine.session import Session
+from buildgraph.engine.variables import resolve
 
 READ_ONLY = Path("/sys/fs")
 """A directory in which the kernel refuses root a new file (sysfs)."""
@@ -202,3 +205,51 @@ def test_a_closed_stdout_is_not_a_traceback(project, argv):
     reader.wait(timeout=30)
     assert err == ""
     assert reader.returncode == 141
+
+
+HINTS = """
+targets:
+  leaf:
+    step: shell
+    per_arch: true
+    params: {script: "echo ${GOAMD64} > $OUT/leaf-$ARCH.txt"}
+    outputs: ["leaf-${ARCH}.txt"]
+  top:
+    step: concat
+    needs: [leaf]
+    outputs: [top.txt]
+"""
+
+
+def _session_error(tmp_path, goal: list[str], **cmdline: str) -> str:
+    root = make_project(tmp_path / "repo", HINTS)
+    with pytest.raises((UnknownTargetError, VariableError)) as caught:
+        Session(root, goal, {**FIXED, **cmdline}, environ={}, cache_dir=tmp_path / "cache")
+    return str(caught.value)
+
+
+def test_a_variable_given_with_a_space_says_name_equals_value(tmp_path):
+    said = _session_error(tmp_path, ["top", "GOAMD64", "v3"])
+    assert said.startswith("'GOAMD64' is a variable, not a target; did you mean GOAMD64=v3?")
+
+
+def test_a_lower_case_variable_suggests_its_name(tmp_path):
+    with pytest.raises(VariableError) as caught:
+        resolve({"goamd64": "v3"}, {}, tmp_path)
+    assert str(caught.value).startswith("unknown variable 'goamd64'; did you mean GOAMD64?")
+
+
+def test_a_bare_arch_for_platform_suggests_its_linux_platform(tmp_path):
+    with pytest.raises(VariableError) as caught:
+        resolve({"PLATFORM": "arm64"}, {}, tmp_path)
+    assert "hint: did you mean PLATFORM=linux/arm64?" in str(caught.value)
+
+
+def test_an_unknown_arch_lists_the_arches_and_suggests_no_platform(tmp_path):
+    said = _session_error(tmp_path, ["leaf:x86"])
+    assert said == "unknown arch 'x86' in 'leaf:x86': known arches are amd64, arm64"
+
+
+def test_an_unknown_target_says_did_you_mean_first_and_the_list_after(tmp_path):
+    said = _session_error(tmp_path, ["tpo"])
+    assert said == "unknown target 'tpo'; did you mean top?\n  hint: known targets are leaf, top"
