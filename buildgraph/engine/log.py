@@ -110,25 +110,30 @@ def summary(session: Session, statuses: Mapping[str, str], started: float) -> No
         for label in session.goal
         for name in session.by_label[label].outputs
     ]
-    get().info(
-        "summary",
-        nodes=len(session.order),
+    fields = {
+        "nodes": len(session.order),
         **counts,
-        seconds=round(time.monotonic() - started, 3),
-        outputs=[] if counts["not_built"] else outputs,
+        "seconds": round(time.monotonic() - started, 3),
+        "outputs": [] if counts["not_built"] else outputs,
+    }
+    if mode() == "json":
+        get().info("summary", **fields)
+    else:  # without structlog, whose import would cost a no-op run a third of its time
+        _LineLogger(sys.__stderr__).msg(_summary_lines(fields))
+
+
+def _summary_lines(event: dict[str, Any]) -> str:
+    counts = ", ".join(
+        f"{event[key]} {key.replace('_', ' ')}"
+        for key in ("built", "cached", "not_built")
+        if event[key] or key != "not_built"
     )
+    head = f"{event['nodes']} nodes: {counts}, {event['seconds']:.1f} s"
+    return "\n".join([head, *(f"  {path}" for path in event["outputs"])])
 
 
 def _console(_logger: Any, _name: str, event: dict[str, Any]) -> str:
     name = event.pop("event")
-    if name == "summary":
-        counts = ", ".join(
-            f"{event[key]} {key.replace('_', ' ')}"
-            for key in ("built", "cached", "not_built")
-            if event[key] or key != "not_built"
-        )
-        head = f"{event['nodes']} nodes: {counts}, {event['seconds']:.1f} s"
-        return "\n".join([head, *(f"  {path}" for path in event["outputs"])])
     if name == "node":
         return (
             f"{event['status']:<6} {event['node']}"
