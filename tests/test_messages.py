@@ -174,6 +174,8 @@ def test_an_unwritable_out_is_one_message_and_the_next_run_places_it(project, ki
         out.symlink_to(READ_ONLY)
     done = doit(root, cache, "fast")
     _one_message(done, f"{out} is not usable", f"(or remove {out})")
+    if kind == "not writable":  # the file it was placing, not its temp file
+        assert f"is not usable: {out}/fast.out: Permission denied" in done.stderr
     out.unlink()
     again = doit(root, cache, "fast")
     assert again.returncode == 0, again.stderr

@@ -71,9 +71,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(err, OSError) and err.filename is None:
-            err.filename = str(path)  # a failed write(2) names no file: say which
+        _name(err, path, Path(tmp))
         raise
+
+
+def _name(err: BaseException, path: Path, tmp: Path) -> None:
+    """Name ``path`` in an OSError that names no file (a failed write(2)) or its temp file."""
+    if isinstance(err, OSError) and err.filename in (None, str(tmp)):
+        err.filename = str(path)
 
 
 @dataclass
@@ -178,9 +183,10 @@ class Store:
                 os.chmod(tmp, 0o555 if digest.endswith(EXECUTABLE) else 0o444)
                 os.utime(tmp, ns=(SEALED, SEALED))
             os.replace(tmp, dest)
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            _name(err, dest, tmp)
             raise
         return dest.stat()
 
