@@ -197,7 +197,9 @@ def test_a_full_disk_says_to_free_space(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "argv", [["-m", "buildgraph.cli", "vars"], ["-m", "doit", "list"]], ids=["vars", "list"]
+    "argv",
+    [["-m", "buildgraph.cli", "vars"], ["-m", "doit", "list"], ["-m", "doit", "help", "run"]],
+    ids=["vars", "list", "help"],
 )
 def test_a_closed_stdout_is_not_a_traceback(project, argv):
     root, cache, _marker = project

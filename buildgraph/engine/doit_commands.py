@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from doit import cmd_clean, cmd_forget, cmd_info, cmd_list
+from doit import cmd_clean, cmd_completion, cmd_forget, cmd_help, cmd_info, cmd_list
 from doit.cmd_base import Command, DoitCmdBase
 
 from .errors import BuildgraphError
@@ -87,6 +87,21 @@ def _guarded(run: Callable[[], int]) -> int:
         return code
     except (BuildgraphError, OSError, KeyboardInterrupt) as err:
         return fail(err)
+
+
+class _Guard(DoitCmdBase):
+    """Runs doit's own command, with its failures said as :func:`_guarded` says them."""
+
+    def execute(self, params: Any, args: list[str]) -> int:
+        return _guarded(lambda: super(_Guard, self).execute(params, args))
+
+
+class Help(_Guard, cmd_help.Help):
+    pass
+
+
+class TabCompletion(_Guard, cmd_completion.TabCompletion):
+    pass
 
 
 class _Planning(DoitCmdBase):
@@ -162,13 +177,10 @@ class Info(_Planning):
         return 0 if all(session.status[label] == "cached" for label in session.goal) else 1
 
 
-class List(cmd_list.List):
+class List(_Guard, cmd_list.List):
     """doit's list, whose ``--status`` says U for cached and R for would run, from a plan."""
 
     _status: dict[str, str]
-
-    def execute(self, params: Any, args: list[str]) -> int:
-        return _guarded(lambda: super(List, self).execute(params, args))
 
     def _execute(
         self,
@@ -213,11 +225,8 @@ class List(cmd_list.List):
         self.outstream.write(template.format(**line))
 
 
-class Clean(cmd_clean.Clean):
+class Clean(_Guard, cmd_clean.Clean):
     """doit's clean, which removes what targets placed in _out/; ``--forget`` is refused."""
-
-    def execute(self, params: Any, args: list[str]) -> int:
-        return _guarded(lambda: super(Clean, self).execute(params, args))
 
     def _execute(
         self,
