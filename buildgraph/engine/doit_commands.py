@@ -17,6 +17,7 @@ from typing import Any
 from doit import cmd_clean, cmd_completion, cmd_forget, cmd_help, cmd_info, cmd_list
 from doit.cmd_base import Command, DoitCmdBase
 
+from .doit_bridge import cmdline_vars, fail
 from .errors import BuildgraphError
 from .explain import explain
 from .forget import forget, forget_all
@@ -34,8 +35,6 @@ class _Refused(Command):
     refusal: BuildgraphError
 
     def execute(self, opt_values: Any, pos_args: list[str]) -> int:
-        from .doit_bridge import fail
-
         return fail(self.refusal)
 
 
@@ -79,8 +78,6 @@ class Strace(_Refused):
 def _guarded(run: Callable[[], int]) -> int:
     """``run()``, with a buildgraph error, a failed write, Ctrl-C or a closed stdout said
     in one message instead of doit's traceback."""
-    from .doit_bridge import fail
-
     try:
         code = run()
         sys.stdout.flush()  # a closed pipe is said here, not by Python at exit
@@ -108,8 +105,6 @@ class _Planning(DoitCmdBase):
     """A command that answers from buildgraph's plan of a goal, not from doit's tasks."""
 
     def execute(self, params: Any, args: list[str]) -> int:
-        from .doit_bridge import cmdline_vars
-
         self.loader.setup(params)
         return _guarded(lambda: self.answer(params, args, cmdline_vars()))
 
@@ -200,8 +195,6 @@ class List(_Guard, cmd_list.List):
         )
 
     def _plan_status(self) -> dict[str, str]:
-        from .doit_bridge import cmdline_vars
-
         nodes = [task.name for task in self.task_list if (task.meta or {}).get("node")]
         session = Session(self.loader.root(), nodes, cmdline_vars())
         session.plan(dry=True)
@@ -237,8 +230,6 @@ class Clean(_Guard, cmd_clean.Clean):
         pos_args: list[str] | None = None,
     ) -> int | None:
         if cleanforget:
-            from .doit_bridge import fail
-
             return fail(
                 _refusal(
                     "clean --forget",
