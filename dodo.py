@@ -7,7 +7,7 @@ tree to build and plugs the OS side (variables, steps, tools) into the engine. S
 from pathlib import Path
 
 from buildgraph import plugin
-from buildgraph.engine.doit_bridge import task_buildgraph  # noqa: F401
+from buildgraph.engine.doit_bridge import DOIT_CONFIG, task_buildgraph  # noqa: F401
 
 BUILDGRAPH_ROOT = Path(__file__).resolve().parent
 plugin.install()

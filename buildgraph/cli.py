@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import debian, plugin
-from .engine import variables
-from .engine.errors import BuildgraphError
+from .engine import log, variables
+from .engine.errors import BuildgraphError, report
 from .engine.session import Session
 from .engine.store import Store, default_cache_dir, parse_size
 
@@ -28,10 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
-    except BuildgraphError as err:
-        print(f"buildgraph: error: {err}", file=sys.stderr)
-        return err.exit_code
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe is said here, not by Python at exit
+        return code
+    except (BuildgraphError, OSError, KeyboardInterrupt) as err:
+        return report(err, default_cache_dir(), Path(args.root).resolve() / "_out")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     graph = goal_command("graph", _graph, "print the DAG of a goal as DOT (or a tree with --text)")
     graph.add_argument("--text", action="store_true", help="plain text tree instead of DOT")
     goal_command("build", _build, "build a goal in this process, without doit")
-    goal_command("vars", _vars, "print the variables, their values and where they come from")
+    goal_command(
+        "vars",
+        _vars,
+        "print the variables (of TARGETs: those they read), their values and where they come from",
+    )
 
     cache = sub.add_parser("cache", help="inspect or prune the cache")
     cache_sub = cache.add_subparsers(required=True, metavar="ACTION")
@@ -132,16 +138,16 @@ def _tree(session: Session, label: str, prefix: str, last: bool, top: bool) -> N
 
 
 def _build(args: argparse.Namespace) -> int:
-    statuses = _session(args).build()
-    built = sum(1 for status in statuses.values() if status == "built")
-    print(f"{len(statuses)} nodes: {built} built, {len(statuses) - built} cached", file=sys.stderr)
+    started = time.monotonic()
+    session = _session(args)
+    log.summary(session, session.build(), started)
     return 0
 
 
 def _vars(args: argparse.Namespace) -> int:
     from .engine.specs import load_specs
 
-    _goal, assigned = _split(args.args)
+    goal, assigned = _split(args.args)
     root = Path(args.root).resolve()
     specs = load_specs(root) if (root / "targets").is_dir() else None
     values = variables.resolve(
@@ -152,7 +158,13 @@ def _vars(args: argparse.Namespace) -> int:
         specs.packages if specs else frozenset(),
     )
     names = variables.known_names(specs.packages if specs else frozenset())
-    width = max(map(len, names))
+    if goal:  # only what the goal's nodes read, and PLATFORM where it fans them out
+        nodes = Session(root, goal, assigned).nodes
+        read = {name for node in nodes for name in node.vars}
+        if any(node.arch for node in nodes):
+            read.add(variables.fanning())
+        names = [name for name in names if name in read]
+    width = max(map(len, names), default=0)
     for name in names:
         row = variables.lookup(name, values.packages)
         assert row is not None

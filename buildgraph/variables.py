@@ -41,7 +41,12 @@ def _platform(value: str) -> str:
     accepted = [f"linux/{arch}" for arch in ARCHES]
     bad = [item for item in items if item not in accepted]
     if bad or not items:
-        raise Rejected("a comma list of " + ", ".join(accepted))
+        # a bare arch (arm64) or another OS's (darwin/arm64): the same arch on linux
+        meant = list(dict.fromkeys(f"linux/{item.rsplit('/', 1)[-1]}" for item in items))
+        raise Rejected(
+            "a comma list of " + ", ".join(accepted),
+            ",".join(meant) if items and all(m in accepted for m in meant) else None,
+        )
     return ",".join(dict.fromkeys(items))
 
 

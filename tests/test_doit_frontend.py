@@ -141,7 +141,7 @@ def test_clean_removes_outputs_but_keeps_the_cache(project):
         (["top", "GOAMD64=v9"], "accepted is one of v1, v2, v3, v4"),
         (["top", "PUSH=maybe"], "variable PUSH"),
         (["top", "NOSUCH=1"], "unknown variable 'NOSUCH'"),
-        (["leaf:riscv64"], "arch 'riscv64' of 'leaf:riscv64' is not in PLATFORM"),
+        (["leaf:riscv64"], "unknown arch 'riscv64' in 'leaf:riscv64': known arches are amd64"),
     ],
 )
 def test_bad_input_stops_before_anything_is_written(project, args, message):

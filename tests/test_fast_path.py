@@ -107,3 +107,25 @@ def test_a_no_op_after_a_complete_build_takes_the_fast_path(tmp_path, monkeypatc
     session = Session(root, ["top"], {}, {}, cache)
     assert not session._fast_path()
     assert session.plan() == ["top"]
+
+
+def test_forgetting_a_node_voids_the_fast_path_of_every_goal_that_holds_it(
+    tmp_path, monkeypatch_racy
+):
+    from buildgraph.engine.forget import forget
+
+    root, cache = tmp_path / "repo", tmp_path / "cache"
+    (root / "targets").mkdir(parents=True)
+    (root / "src").mkdir()
+    (root / "src" / "a.txt").write_text("a\n")
+    (root / "targets" / "graph.yaml").write_text(
+        "targets:\n"
+        "  leaf:\n    step: concat\n    sources: [src/a.txt]\n    outputs: [leaf.out]\n"
+        "  top:\n    step: concat\n    needs: [leaf]\n    outputs: [top.out]\n"
+    )
+    _new_mtimes(root, ["src/a.txt"])
+    assert Session(root, ["top"], {}, {}, cache).build() == {"leaf": "built", "top": "built"}
+    assert Session(root, ["top"], {}, {}, cache)._fast_path()
+    leaf_only = Session(root, ["leaf"], {}, {}, cache)
+    assert forget(leaf_only, ["leaf"]) == ["leaf"]
+    assert Session(root, ["top"], {}, {}, cache).build() == {"leaf": "built", "top": "cached"}

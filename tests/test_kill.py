@@ -58,6 +58,7 @@ targets:
 def _env(cache: Path) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),  # this checkout's code, not whatever the venv installed
         "HOME": str(cache.parent),
         "BUILDGRAPH_CACHE": str(cache),
         "BUILDGRAPH_LOG": "json",

@@ -7,66 +7,143 @@ already cached cost a stat each, never a doit task.
 
 Other commands (``list``, ``clean``, ``info``, ...) get every target, one task per
 target and one subtask per arch (``iso:amd64``), with the spec's doc, and one task per
-alias, whose clean removes what its targets placed.
+alias, whose clean removes what its targets placed. doit's commands that would mean
+something else here are replaced (``run`` below, the rest in doit_commands.py).
 """
 
 from __future__ import annotations
 
-import atexit
+import contextlib
+import multiprocessing
 import os
+import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from doit import doit_cmd
+from doit import cmd_run, doit_cmd
 from doit.cmd_base import DodoTaskLoader
-from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.exceptions import TaskFailed
+from doit.reporter import ConsoleReporter
 from doit.task import Task
 
-from .errors import BuildgraphError
+from . import log
+from .errors import BuildgraphError, report
+from .forget import forget, forget_now
 from .session import Session
-from .state import workspace_dir
 from .store import default_cache_dir
 
 _SESSION: Session | None = None
 
 
+class Reporter(ConsoleReporter):
+    """doit's console reporter without its ``.  <task>`` line: buildgraph's log already
+    prints one line per node it builds."""
+
+    desc = "buildgraph: one line per built node"
+
+    def execute_task(self, task: Task) -> None:
+        pass
+
+    def skip_uptodate(self, task: Task) -> None:
+        pass
+
+
+DOIT_CONFIG: dict[str, Any] = {"dep_file": ":memory:", "backend": "sqlite3", "reporter": Reporter}
+"""doit's settings, for dodo.py too. doit's database lives in memory: a buildgraph task has
+no doit dependencies, so doit has nothing worth keeping, and nothing it keeps (a doit
+``ignore`` mark, say) could outlive a change of inputs."""
+
+
+def fail(err: BuildgraphError | OSError | KeyboardInterrupt, root: Path | None = None) -> int:
+    """Say ``err`` once, as every front end does; returns the exit status."""
+    root = root or (_SESSION.root if _SESSION is not None else Path.cwd())
+    return report(err, default_cache_dir(), root / "_out")
+
+
+class Run(cmd_run.Run):
+    """doit's run: ``-a`` rebuilds the goal's nodes, ``-s`` is refused, Ctrl-C is one line,
+    and the build ends with a summary."""
+
+    def execute(self, params: Any, args: list[str]) -> int:
+        if params.get("single"):
+            return fail(
+                BuildgraphError(
+                    "doit -s/--single is not supported: a node is built from its"
+                    " dependencies' current outputs, so they are brought up to date first",
+                    hint="`doit TARGET` builds only what changed; `doit TARGET:ARCH` one arch",
+                )
+            )
+        started = time.monotonic()
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupted)
+        try:
+            code = super().execute(params, args)
+            if _SESSION is not None:
+                _SESSION.finish()
+        except (OSError, KeyboardInterrupt) as err:
+            if _SESSION is not None:
+                with contextlib.suppress(OSError):
+                    _SESSION.finish()  # keep what finished; the next run merges it anyway
+            return fail(err)
+        if _SESSION is not None:
+            ran = {task.name: task.values["status"] for task in self.task_list if task.values}
+            log.summary(_SESSION, {**_SESSION.status, **ran}, started)
+        return code
+
+
+def _interrupted(_signum: int, _frame: Any) -> None:
+    """Ctrl-C: doit's workers got it too. They clean up (scratch, temp files) as their
+    nodes unwind; doit terminates them as soon as the planner stops, so it waits first."""
+    for worker in multiprocessing.active_children():
+        worker.join(timeout=10)
+    raise KeyboardInterrupt
+
+
 class Loader(DodoTaskLoader):
     """Loads ``dodo.py`` for its ``BUILDGRAPH_ROOT``, then builds tasks from targets/."""
 
+    options: dict[str, Any] = {}
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        super().setup(opt_values)
+        self.options = opt_values
+
     def load_doit_config(self) -> dict[str, Any]:
-        config = dict(self.namespace.get("DOIT_CONFIG", {}))
-        state_dir = workspace_dir(default_cache_dir(), self._root())
-        state_dir.mkdir(parents=True, exist_ok=True)
-        # Buildgraph's tasks have no doit dependencies; doit only records that they ran.
-        # sqlite reads nothing up front, where dbm.dumb parses every entry at start-up.
-        config.setdefault("dep_file", str(state_dir / "doit.sqlite"))
-        config.setdefault("backend", "sqlite3")
-        return config
+        return {**DOIT_CONFIG, **self.namespace.get("DOIT_CONFIG", {})}
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Task]:
         try:
             if cmd.execute_tasks:
-                return _planned_tasks(self._root(), _goal(pos_args), _cmdline_vars())
-            return _all_tasks(self._root(), _cmdline_vars())
-        except BuildgraphError as err:
-            sys.stderr.write(f"buildgraph: error: {err}\n")
-            raise SystemExit(err.exit_code) from None
+                rebuild = bool(self.options.get("always"))
+                return _planned_tasks(self.root(), _goal(pos_args), cmdline_vars(), rebuild)
+            return _all_tasks(self.root(), cmdline_vars())
+        except (BuildgraphError, OSError) as err:
+            raise SystemExit(fail(err, self.root())) from None
 
-    def _root(self) -> Path:
+    def root(self) -> Path:
         return Path(self.namespace.get("BUILDGRAPH_ROOT", os.getcwd())).resolve()
 
 
 def task_buildgraph() -> dict[str, Any]:
-    """Reached only when doit runs without buildgraph's loader."""
-    raise InvalidDodoFile(
-        "buildgraph's doit loader is not active: run doit in the repository root, where "
-        'pyproject.toml selects it ([tool.doit] loader = "buildgraph")'
+    """Reached only when doit runs without buildgraph's loader: doit reads pyproject.toml
+    from the directory it starts in, so ``doit -k`` from a subdirectory misses it."""
+    root = os.getcwd()
+    raise SystemExit(
+        fail(
+            BuildgraphError(
+                f"doit must be started in the repository root {root}, where pyproject.toml"
+                " makes buildgraph doit's task loader",
+                hint=f"cd {root} && doit ...",
+            )
+        )
     )
 
 
-def _cmdline_vars() -> dict[str, str]:
+def cmdline_vars() -> dict[str, str]:
+    """The NAME=value words of doit's command line."""
     return dict(doit_cmd._CMDLINE_VARS or {})
 
 
@@ -74,12 +151,16 @@ def _goal(pos_args: list[str]) -> list[str]:
     return [arg for arg in pos_args if not arg.startswith("-")]
 
 
-def _planned_tasks(root: Path, goal: list[str], cmdline: dict[str, str]) -> list[Task]:
+def _planned_tasks(
+    root: Path, goal: list[str], cmdline: dict[str, str], rebuild: bool = False
+) -> list[Task]:
     global _SESSION
+    if rebuild:
+        first = Session(root, goal, cmdline)
+        forget(first, first.order)
     session = _SESSION = Session(root, goal, cmdline)
     pending = session.plan()
     session.finish()
-    atexit.register(session.finish)
     waiting = set(pending)
     tasks: list[Task] = []
     subtasks: dict[str, list[str]] = {}
@@ -90,7 +171,7 @@ def _planned_tasks(root: Path, goal: list[str], cmdline: dict[str, str]) -> list
         tasks.append(
             Task(
                 label,
-                [(_run_node, [label])],
+                [(_run_node, [label, rebuild])],
                 task_dep=[dep for dep in node.deps if dep in waiting],
                 subtask_of=node.target if node.arch else None,
                 doc=node.doc,
@@ -117,7 +198,7 @@ def _doc(session: Session, target: str) -> str:
     return next((n.doc for n in session.nodes if n.target == target), "")
 
 
-def _run_node(label: str) -> bool | TaskFailed:
+def _run_node(label: str, rebuild: bool) -> dict[str, str] | TaskFailed:
     assert _SESSION is not None
     if threading.current_thread() is not threading.main_thread():
         message = (
@@ -127,12 +208,13 @@ def _run_node(label: str) -> bool | TaskFailed:
         os.write(sys.stderr.fileno(), f"buildgraph: error: {message}\n".encode())
         return TaskFailed(message, report=False)
     try:
-        _SESSION.run_node(label)
-    except BuildgraphError as err:
-        # Said once, as every buildgraph error is; doit's reporter is told not to repeat it.
-        os.write(sys.stderr.fileno(), f"buildgraph: error: {err}\n".encode())
+        if rebuild:
+            forget_now(_SESSION, label)
+        status = _SESSION.run_node(label)
+    except (BuildgraphError, OSError) as err:
+        fail(err)  # doit's reporter is told not to repeat it
         return TaskFailed(str(err), report=False)
-    return True
+    return {"status": status}
 
 
 def _all_tasks(root: Path, cmdline: dict[str, str]) -> list[Task]:
@@ -164,6 +246,7 @@ def _all_tasks(root: Path, cmdline: dict[str, str]) -> list[Task]:
                     clean=[(_remove, [paths])],
                     subtask_of=name if spec.per_arch else None,
                     doc=spec.doc,
+                    meta={"node": True},
                 )
             )
         if spec.per_arch:

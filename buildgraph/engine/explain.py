@@ -6,7 +6,7 @@ names the variable, file, upstream node, step or tool that changed, old -> new.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from .hashing import Component, key_of
 from .session import Session
@@ -24,11 +24,13 @@ _KIND = {
 }
 
 
-def explain(session: Session) -> Iterator[str]:
-    """Lines saying, for each node of the goal, cached or would run, and why."""
+def explain(session: Session, only: Collection[str] | None = None) -> Iterator[str]:
+    """Lines saying, for each node of the goal (or those in ``only``), cached or would
+    run, and why."""
     session.plan(dry=True)
-    width = max((len(label) for label in session.order), default=0)
-    for label in session.order:
+    labels = [label for label in session.order if only is None or label in only]
+    width = max((len(label) for label in labels), default=0)
+    for label in labels:
         status = session.status[label]
         yield f"{label:<{width}}  {'cached' if status == 'cached' else 'would run'}"
         if status == "run":

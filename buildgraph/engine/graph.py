@@ -19,7 +19,7 @@ from .errors import SpecError, UnknownTargetError
 from .hashing import encode
 from .nodeplan import NodePlan, static_components
 from .specs import Need, Specs, TargetSpec, arch_not_built, references, select_arch, substitute
-from .variables import Values, lookup
+from .variables import ARCHES, Values, lookup
 
 _GLOB = set("*?[")
 
@@ -39,9 +39,17 @@ def goal_labels(
     ``strict`` (``doit list``); an alias that leaves out every member is refused.
     """
     asked: dict[str, list[str]] = {}
-    for item in goal:
+    goal = list(goal)
+    for index, item in enumerate(goal):
         name, _, arch = item.partition(":")
         members = specs.aliases.get(name)
+        if members is None and name not in specs.targets:
+            _check_not_a_variable(specs, item, goal[index + 1 : index + 2])
+            specs.resolve(name)  # raises: an unknown target, said before its arch
+        if arch and arch not in ARCHES:
+            raise UnknownTargetError(
+                f"unknown arch {arch!r} in {item!r}: known arches are {', '.join(ARCHES)}"
+            )
         if members is None:
             spec = specs.resolve(name)
             labels = _labels(spec, arch, values)
@@ -59,6 +67,17 @@ def goal_labels(
                 )
         asked[item] = labels
     return asked
+
+
+def _check_not_a_variable(specs: Specs, item: str, following: list[str]) -> None:
+    """``doit iso GOAMD64 v3``: a variable and its value where NAME=value was meant."""
+    if lookup(item, specs.packages) is None:
+        return
+    value = following[0] if following and "=" not in following[0] else "<value>"
+    raise UnknownTargetError(
+        f"{item!r} is a variable, not a target; did you mean {item}={value}?",
+        hint="variables are given as NAME=value, with no space around =",
+    )
 
 
 def _labels(spec: TargetSpec, arch: str, values: Values) -> list[str]:

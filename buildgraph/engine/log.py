@@ -4,6 +4,8 @@
 event per node of the goal (its key, ``built`` or ``cached``, and seconds). Otherwise
 a terminal gets short readable lines: built nodes one by one, cached ones as a count
 (``BUILDGRAPH_LOG=debug`` lists them too), and a live progress line for long steps.
+A build ends with a summary (a ``summary`` event in JSON): how many nodes were built
+and cached, how long it took, and where the goal's outputs are.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .session import Session
 
 _configured = False
 
@@ -91,6 +96,40 @@ def node(label: str, target: str, arch: str | None, key: str, status: str, secon
         seconds=round(seconds, 3),
         node=label,
     )
+
+
+def summary(session: Session, statuses: Mapping[str, str], started: float) -> None:
+    """The last words of a build: counts by status, seconds since ``started`` (a
+    ``time.monotonic()``), and the goal's outputs in _out/ once every node is done."""
+    counts = {"built": 0, "cached": 0, "not_built": 0}
+    for label in session.order:
+        status = statuses.get(label, "")
+        counts[status if status in ("built", "cached") else "not_built"] += 1
+    outputs = [
+        os.path.relpath(session.out / name)
+        for label in session.goal
+        for name in session.by_label[label].outputs
+    ]
+    fields = {
+        "nodes": len(session.order),
+        **counts,
+        "seconds": round(time.monotonic() - started, 3),
+        "outputs": [] if counts["not_built"] else outputs,
+    }
+    if mode() == "json":
+        get().info("summary", **fields)
+    else:  # without structlog, whose import would cost a no-op run a third of its time
+        _LineLogger(sys.__stderr__).msg(_summary_lines(fields))
+
+
+def _summary_lines(event: dict[str, Any]) -> str:
+    counts = ", ".join(
+        f"{event[key]} {key.replace('_', ' ')}"
+        for key in ("built", "cached", "not_built")
+        if event[key] or key != "not_built"
+    )
+    head = f"{event['nodes']} nodes: {counts}, {event['seconds']:.1f} s"
+    return "\n".join([head, *(f"  {path}" for path in event["outputs"])])
 
 
 def _console(_logger: Any, _name: str, event: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import log, tools
 from . import step as steps
-from .errors import BuildgraphError, StepFailedError
+from .errors import DISK_ERRNOS, BuildgraphError, StepFailedError
 from .hashing import (
     US,
     Component,
@@ -241,7 +241,7 @@ class Session:
         )
 
     def forget_fast_path(self) -> None:
-        """Make the next plan key every node (after the cache was changed behind it)."""
+        """Make the next plan of this goal key every node."""
         self._fast_path_file.unlink(missing_ok=True)
 
     def _plan(self, dry: bool) -> list[str]:
@@ -444,7 +444,7 @@ class Session:
         step = steps.get(node.step, node.label)
         umask = os.umask(0o022)  # no output may depend on the user's umask
         try:
-            with self.store.scratch() as scratch:
+            with self.store.scratch(reuse=os.getpid() == self._planner) as scratch:
                 return self._execute_in(scratch, step, node, key, components)
         finally:
             os.umask(umask)
@@ -477,6 +477,9 @@ class Session:
                     f"{node.label}: step {node.step} failed: {err.message}", hint=err.hint
                 ) from None
             except Exception as err:
+                if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
+                    err.filename = err.filename or str(out_dir)  # write(2) names none
+                    raise  # a full or read-only disk, not the step's fault: said as such
                 raise StepFailedError(
                     f"{node.label}: step {node.step} crashed: {type(err).__name__}: {err}"
                 ) from err
@@ -541,6 +544,13 @@ class Session:
         finally:
             self.finish()
         return dict(self.status)
+
+
+def forget_fast_paths(workspace: Path) -> None:
+    """Make the next plan of every goal key every node: after nodes were forgotten, a
+    goal that holds them must find out, not trust the stats of its last build."""
+    for stamp_file in (workspace / "plans").glob("*.fast"):
+        stamp_file.unlink(missing_ok=True)
 
 
 def _dep_components(label: str, outputs: Outputs) -> list[Component]:

@@ -116,9 +116,9 @@ class Specs:
         close = difflib.get_close_matches(name, [*self.targets, *self.aliases], n=1)
         aliases = f"; aliases are {', '.join(sorted(self.aliases))}" if self.aliases else ""
         raise UnknownTargetError(
-            f"unknown target {name!r}; known targets are {', '.join(sorted(self.targets))}"
-            + aliases,
-            hint=f"did you mean {close[0]}?" if close else "`doit list` shows them with docs",
+            f"unknown target {name!r}" + (f"; did you mean {close[0]}?" if close else ""),
+            hint=f"known targets are {', '.join(sorted(self.targets))}{aliases}"
+            + ("" if close else " (`doit list` shows them with docs)"),
         )
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import importlib
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,11 +243,16 @@ class StepContext:
         kwargs.setdefault("env", clean_env())
         kwargs.setdefault("stdout", subprocess.PIPE)  # or a file the tool writes to
         done = subprocess.run(argv, stderr=subprocess.PIPE, check=False, **kwargs)
+        if done.returncode == -signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C reached the tool first: the build stops
         if done.returncode != 0:
             tail = (done.stderr or done.stdout or b"").decode(errors="replace").strip()
             tail = "\n".join(tail.splitlines()[-15:])
-            raise StepFailedError(
-                f"{Path(argv[0]).name} exited with status {done.returncode}"
-                + (f":\n{tail}" if tail else "")
+            how = (
+                f"was killed by {signal.Signals(-done.returncode).name}"
+                f" ({signal.strsignal(-done.returncode)})"
+                if done.returncode < 0
+                else f"exited with status {done.returncode}"
             )
+            raise StepFailedError(f"{Path(argv[0]).name} {how}" + (f":\n{tail}" if tail else ""))
         return done

@@ -76,10 +76,17 @@ def atomic_write(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        _name(err, path, Path(tmp))
         raise
+
+
+def _name(err: BaseException, path: Path, tmp: Path) -> None:
+    """Name ``path`` in an OSError that names no file (a failed write(2)) or its temp file."""
+    if isinstance(err, OSError) and err.filename in (None, str(tmp)):
+        err.filename = str(path)
 
 
 @dataclass
@@ -184,6 +191,9 @@ class Store:
                 os.chmod(tmp, 0o555 if digest.endswith(EXECUTABLE) else 0o444)
                 os.utime(tmp, ns=(SEALED, SEALED))
             os.replace(tmp, dest)
+        except BaseException as err:
+            _name(err, dest, tmp)
+            raise
         finally:
             # Still there after a failure, or when dest was this very object already:
             # rename(2) between two links of one file does nothing.
@@ -252,14 +262,21 @@ class Store:
         for key, entry in self._actions().execute("SELECT key, entry FROM actions ORDER BY key"):
             yield key, json.loads(entry)
 
+    def drop_action(self, key: str) -> bool:
+        """Remove the AC entry for ``key`` (its objects stay); False if there was none."""
+        done = self._actions().execute("DELETE FROM actions WHERE key = ?", (key,))
+        return done.rowcount > 0
+
     # -- scratch ---------------------------------------------------------------
     @contextlib.contextmanager
-    def scratch(self) -> Iterator[Path]:
+    def scratch(self, reuse: bool = True) -> Iterator[Path]:
         """A scratch directory holding nothing but empty ``in/`` and ``out/``.
 
-        A process reuses one, emptied after each step: making and removing three
-        directories per step cost more than the rest of a trivial step's bookkeeping.
-        Names carry the pid so that a killed build's can be reaped.
+        With ``reuse``, a process keeps one, emptied after each step, until
+        :meth:`drop_scratch`: making and removing three directories per step cost more
+        than the rest of a trivial step's bookkeeping. Processes that are ended without
+        a word (doit's workers) pass False. Names carry the pid, so that a killed
+        build's can be reaped.
         """
         spare, self._spare = self._spare, None
         if spare is None or spare[0] != os.getpid():
@@ -277,17 +294,19 @@ class Store:
             path = spare[1]
         try:
             yield path
-        finally:
-            if _emptied(path):
-                self._spare = (os.getpid(), path)
-            else:
-                shutil.rmtree(path, ignore_errors=True)
+        except BaseException:
+            _discard(path)
+            raise
+        if reuse and _emptied(path):
+            self._spare = (os.getpid(), path)
+        else:
+            _discard(path)
 
     def drop_scratch(self) -> None:
         """Remove this process's spare scratch directory (at the end of a build)."""
         spare, self._spare = self._spare, None
         if spare is not None and spare[0] == os.getpid():
-            shutil.rmtree(spare[1], ignore_errors=True)
+            _discard(spare[1])
 
     def reap_scratch(self) -> None:
         """Remove scratch directories whose process is gone (a killed build)."""
@@ -376,6 +395,15 @@ def _import_action_files(db: sqlite3.Connection, directory: Path) -> None:
                     (path.name, path.read_bytes(), path.stat().st_mtime_ns),
                 )
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def _discard(scratch: Path) -> None:
+    """Remove a scratch directory, even when a second Ctrl-C lands while it goes."""
+    try:
+        shutil.rmtree(scratch, ignore_errors=True)
+    except KeyboardInterrupt:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
 
 
 def _emptied(scratch: Path) -> bool:

@@ -23,7 +23,12 @@ from .errors import VariableError
 
 
 class Rejected(ValueError):
-    """Raised by a validator; its text says what is accepted."""
+    """Raised by a validator; its text says what is accepted, and ``suggestion`` the
+    accepted value the given one probably meant (``linux/arm64`` for ``arm64``)."""
+
+    def __init__(self, accepted: str, suggestion: str | None = None) -> None:
+        super().__init__(accepted)
+        self.suggestion = suggestion
 
 
 Validator = Callable[[str], str]
@@ -185,6 +190,11 @@ def family_docs() -> list[str]:
     return [family.declared_as for family in FAMILIES]
 
 
+def fanning() -> str:
+    """The variable whose arches per-arch targets fan out over (PLATFORM)."""
+    return next(row.name for row in BY_NAME.values() if row.fans_out)
+
+
 def arches(fanned: str) -> list[str]:
     """The arches of a validated fanning-out value (``linux/amd64,linux/arm64``), in order."""
     return [item.split("/", 1)[1] for item in fanned.split(",")]
@@ -241,8 +251,7 @@ class Values(Mapping[str, str]):
         return len(BY_NAME)
 
     def arches(self) -> list[str]:
-        fanning = next(row.name for row in BY_NAME.values() if row.fans_out)
-        return arches(self[fanning])
+        return arches(self[fanning()])
 
     def origin(self, name: str) -> str:
         """Where a value came from: command line, environment, targets/ or default."""
@@ -290,7 +299,9 @@ def _checked(row: Variable, value: str, how: str) -> str:
     except Rejected as err:
         raise VariableError(
             f"bad value {value!r} {how} variable {row.name}: accepted is {err}",
-            hint=f"{row.name} is the {row.help}; e.g. `doit <target> {row.name}=<value>`",
+            hint=f"did you mean {row.name}={err.suggestion}?"
+            if err.suggestion
+            else f"{row.name} is the {row.help}; e.g. `doit <target> {row.name}=<value>`",
         ) from None
 
 
@@ -309,11 +320,11 @@ def resolve(
     known = known_names(packages)
     for name in cmdline:
         if lookup(name, packages) is None:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else "`buildgraph vars` lists them all"
+            close = [name.upper()] if name.upper() in known else []
+            close = close or difflib.get_close_matches(name, known, n=1)
             raise VariableError(
-                f"unknown variable {name!r}: known are {', '.join(known)}",
-                hint=hint,
+                f"unknown variable {name!r}" + (f"; did you mean {close[0]}?" if close else ""),
+                hint=f"known are {', '.join(known)} (`buildgraph vars` says what each is)",
             )
     given = {
         name: (value, "from the environment for")
