@@ -82,20 +82,20 @@ def wants_cached() -> bool:
 
 def node(label: str, target: str, arch: str | None, key: str, status: str, seconds: float) -> None:
     """The one event every node of a goal gets."""
-    quiet = status == "cached" and mode() not in ("json", "debug")
-    if quiet:
-        return  # filtered anyway; skipping it keeps structlog off a no-op's path
-    log = get()
-    emit = log.info if status != "cached" or mode() == "json" else log.debug
-    emit(
-        "node",
-        target=target,
-        arch=arch,
-        key=key,
-        status=status,
-        seconds=round(seconds, 3),
-        node=label,
-    )
+    fields = {
+        "target": target,
+        "arch": arch,
+        "key": key,
+        "status": status,
+        "seconds": round(seconds, 3),
+        "node": label,
+    }
+    if mode() == "json":
+        get().info("node", **fields)
+    elif status != "cached" or mode() == "debug":
+        # The console line without structlog: its import and processors would cost a
+        # build of trivial steps a tenth of each step's time.
+        _LineLogger(sys.__stderr__).msg(_node_line(fields))
 
 
 def summary(session: Session, statuses: Mapping[str, str], started: float) -> None:
@@ -132,14 +132,18 @@ def _summary_lines(event: dict[str, Any]) -> str:
     return "\n".join([head, *(f"  {path}" for path in event["outputs"])])
 
 
+def _node_line(event: Mapping[str, Any]) -> str:
+    return (
+        f"{event['status']:<6} {event['node']}"
+        + (f" in {event['seconds']:.2f}s" if event["status"] == "built" else "")
+        + f"  [{event['key'][:12]}]"
+    )
+
+
 def _console(_logger: Any, _name: str, event: dict[str, Any]) -> str:
     name = event.pop("event")
     if name == "node":
-        return (
-            f"{event['status']:<6} {event['node']}"
-            + (f" in {event['seconds']:.2f}s" if event["status"] == "built" else "")
-            + f"  [{event['key'][:12]}]"
-        )
+        return _node_line(event)
     extra = " ".join(f"{k}={v}" for k, v in event.items())
     return f"{name} {extra}".rstrip()
 
