@@ -94,7 +94,9 @@ def test_a_vmdk_content_id_without_leading_zeros_is_replaced_whole(tmp_path: Pat
     start = data.index(b"# Disk DescriptorFile")
     end = data.index(b"\0", start)
     text = re.sub(rb"(?m)^CID=\w+$", b"CID=abcdef1", data[start:end])  # as qemu-img prints
-    vmdk.write_bytes(data[:start] + text.ljust(end - start, b"\0") + data[end:])  # CIDs < 2**28
+    # CIDs < 2**28; qemu-img's own may be shorter still, so keep the file's length.
+    padded = text.ljust(end - start, b"\0")
+    vmdk.write_bytes(data[:start] + padded + data[start + len(padded) :])
     vdisk.fix_vmdk(vmdk, "vmware-amd64")
     fixed = vmdk.read_bytes()
     assert len(fixed) == len(data)
