@@ -36,6 +36,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import compileall
 import itertools
 import math
 import os
@@ -425,6 +426,9 @@ def snapshot_engine() -> None:
     shutil.copytree(
         REPO / "buildgraph", ENGINE / "buildgraph", ignore=shutil.ignore_patterns("__pycache__")
     )
+    # Byte-compiled, as an installed package is (and doit is): with PYTHONDONTWRITEBYTECODE
+    # set, every run would otherwise compile the engine from source.
+    compileall.compile_dir(ENGINE, quiet=1)
     probe = subprocess.run(
         [sys.executable, "-c", "import buildgraph; print(buildgraph.__file__)"],
         cwd=WORK,

@@ -43,7 +43,7 @@ from .store import Outputs, Store, default_cache_dir
 from .variables import Values, may_be_variable, resolve
 
 PLAN_FORMAT = 1
-FAST_FORMAT = 1
+FAST_FORMAT = 2
 """Bump when a compiled plan's shape changes."""
 CODE: set[Path] = {Path(__file__).parent}
 """Directories whose Python files a compiled plan depends on: the engine's, and those the
@@ -173,11 +173,12 @@ class Session:
             return False
         if time.time() - stamp_["made"] > TOUCH_EVERY:  # let a full plan touch the entries
             return False
-        if set(stamp_["nodes"]) != set(self.order):
+        if stamp_["order"] != _order_digest(self.order):
             return False
+        root = str(self.root) + os.sep
         try:
             for path, *then in stamp_["files"]:
-                if stamp(os.stat(path)) != tuple(then):
+                if stamp(os.stat(root + path)) != tuple(then):
                     return False
             for name, *then in stamp_["outputs"]:
                 st = os.stat(self.out_prefix + name)
@@ -191,14 +192,11 @@ class Session:
                     return False
         except OSError:
             return False
-        for label in self.order:
-            key, outputs = stamp_["nodes"][label]
-            self.resolved[label] = (key, outputs)
-            self.status[label] = "cached"
+        self.status = dict.fromkeys(self.order, "cached")
         if log.wants_cached():
-            for label in self.order:
+            for label, key in zip(self.order, stamp_["keys"], strict=True):
                 node = self.by_label[label]
-                log.node(label, node.target, node.arch, self.resolved[label][0], "cached", 0.0)
+                log.node(label, node.target, node.arch, key, "cached", 0.0)
         return True
 
     def _stamp_fast_path(self) -> None:
@@ -211,11 +209,12 @@ class Session:
         if any(node.probed for node in self.nodes) or self._planner != os.getpid():
             return
         files = []
+        root = len(str(self.root) + os.sep)
         for path, then in self.digests.stamps.items():
             trusted = self.digests.table.get(path)
             if trusted is None or tuple(trusted[:4]) != then:
                 return  # racily clean: its digest must be taken again next time
-            files.append((path, *then))
+            files.append((path[root:], *then))
         outputs = []
         for node in self.nodes:
             for name in node.outputs:
@@ -227,7 +226,6 @@ class Session:
         for tool, (path, _version) in sorted(self.tool_info.items()):
             st = os.stat(path)
             tools_.append((tool, path, st.st_ino, st.st_mtime_ns, st.st_size))
-        nodes = {label: self.resolved[label] for label in self.order}
         save_marshal(
             self._fast_path_file,
             {
@@ -236,7 +234,8 @@ class Session:
                 "files": sorted(files),
                 "outputs": outputs,
                 "tools": tools_,
-                "nodes": nodes,
+                "order": _order_digest(self.order),
+                "keys": [self.resolved[label][0] for label in self.order],
             },
         )
 
@@ -544,6 +543,10 @@ class Session:
         finally:
             self.finish()
         return dict(self.status)
+
+
+def _order_digest(order: list[str]) -> str:
+    return digest_bytes("\n".join(order).encode())
 
 
 def forget_fast_paths(workspace: Path) -> None:
