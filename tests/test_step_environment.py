@@ -83,3 +83,14 @@ def test_rootfs_dirs_stay_inside_the_tree(entry):
 
     with pytest.raises(ValueError, match="inside the rootfs"):
         _check({"os_release": {}, "epoch": "0", "dirs": [entry]})
+
+
+def test_a_failed_tool_is_told_by_its_own_last_words_and_only_its_own(tmp_path: Path) -> None:
+    ctx = StepContext(
+        params={}, arch=None, root=tmp_path, sources=[], inputs={}, out_dir=tmp_path, outputs=()
+    )
+    with pytest.raises(StepFailedError, match=r"sh exited with status 3:\nout\nerr$"):
+        ctx.call(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    ctx.call(["sh", "-c", "echo quiet"])
+    with pytest.raises(StepFailedError, match=r"sh was killed by SIGTERM \(Terminated\):\nlast$"):
+        ctx.call(["sh", "-c", "echo last; kill -TERM $$"])

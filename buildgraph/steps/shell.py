@@ -27,4 +27,4 @@ def shell(ctx: StepContext) -> None:
         OUT=str(ctx.out_dir),
         ARCH=ctx.arch or "",
     )
-    ctx.run(["sh", "-eu", "-c", ctx.params["script"]], env=env)
+    ctx.call(["sh", "-eu", "-c", ctx.params["script"]], env=env)
