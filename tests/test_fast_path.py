@@ -89,15 +89,20 @@ def test_fast_path_and_full_plan_agree(project, data, monkeypatch_racy) -> None:
             check(build(root, cache, nodes, model.given), root, model, what)
 
 
-def test_a_no_op_after_a_complete_build_takes_the_fast_path(tmp_path, monkeypatch_racy):
-    root, cache = tmp_path / "repo", tmp_path / "cache"
+def _one_source_project(root: Path, targets: str) -> None:
+    """``targets`` (YAML) over one source, src/a.txt, whose stat is trusted at once."""
     (root / "targets").mkdir(parents=True)
     (root / "src").mkdir()
     (root / "src" / "a.txt").write_text("a\n")
-    (root / "targets" / "graph.yaml").write_text(
-        "targets:\n  top:\n    step: concat\n    sources: [src/a.txt]\n    outputs: [top.out]\n"
-    )
+    (root / "targets" / "graph.yaml").write_text("targets:\n" + targets)
     _new_mtimes(root, ["src/a.txt"])
+
+
+def test_a_no_op_after_a_complete_build_takes_the_fast_path(tmp_path, monkeypatch_racy):
+    root, cache = tmp_path / "repo", tmp_path / "cache"
+    _one_source_project(
+        root, "  top:\n    step: concat\n    sources: [src/a.txt]\n    outputs: [top.out]\n"
+    )
     assert Session(root, ["top"], {}, {}, cache).build() == {"top": "built"}
     session = Session(root, ["top"], {}, {}, cache)
     assert session._fast_path()
@@ -115,15 +120,11 @@ def test_forgetting_a_node_voids_the_fast_path_of_every_goal_that_holds_it(
     from buildgraph.engine.forget import forget
 
     root, cache = tmp_path / "repo", tmp_path / "cache"
-    (root / "targets").mkdir(parents=True)
-    (root / "src").mkdir()
-    (root / "src" / "a.txt").write_text("a\n")
-    (root / "targets" / "graph.yaml").write_text(
-        "targets:\n"
+    _one_source_project(
+        root,
         "  leaf:\n    step: concat\n    sources: [src/a.txt]\n    outputs: [leaf.out]\n"
-        "  top:\n    step: concat\n    needs: [leaf]\n    outputs: [top.out]\n"
+        "  top:\n    step: concat\n    needs: [leaf]\n    outputs: [top.out]\n",
     )
-    _new_mtimes(root, ["src/a.txt"])
     assert Session(root, ["top"], {}, {}, cache).build() == {"leaf": "built", "top": "built"}
     assert Session(root, ["top"], {}, {}, cache)._fast_path()
     leaf_only = Session(root, ["leaf"], {}, {}, cache)
