@@ -130,3 +130,32 @@ def test_forgetting_a_node_voids_the_fast_path_of_every_goal_that_holds_it(
     leaf_only = Session(root, ["leaf"], {}, {}, cache)
     assert forget(leaf_only, ["leaf"]) == ["leaf"]
     assert Session(root, ["top"], {}, {}, cache).build() == {"leaf": "built", "top": "cached"}
+
+
+def test_forgetting_the_goal_itself_rebuilds_it_despite_its_stamp(tmp_path, monkeypatch_racy):
+    from buildgraph.engine.forget import forget
+
+    root, cache = tmp_path / "repo", tmp_path / "cache"
+    _one_source_project(
+        root, "  top:\n    step: concat\n    sources: [src/a.txt]\n    outputs: [top.out]\n"
+    )
+    assert Session(root, ["top"], {}, {}, cache).build() == {"top": "built"}
+    assert Session(root, ["top"], {}, {}, cache).build() == {"top": "cached"}  # stamps it
+    assert forget(Session(root, ["top"], {}, {}, cache), ["top"]) == ["top"]
+    assert Session(root, ["top"], {}, {}, cache).build() == {"top": "built"}
+
+
+def test_a_stamp_made_from_a_plan_compiled_before_a_spec_edit_is_not_used(
+    tmp_path, monkeypatch_racy
+):
+    root, cache = tmp_path / "repo", tmp_path / "cache"
+    body = "  top:\n    step: concat\n    params: {text: %s}\n    outputs: [top.out]\n"
+    _one_source_project(root, body % "one")
+    spec = root / "targets" / "graph.yaml"
+    old = Session(root, ["top"], {}, {}, cache)  # a long build has planned
+    spec.write_text("targets:\n" + body % "two")
+    Session(root, ["top"], {}, {}, cache).plan(dry=True)  # `explain` compiles the new plan
+    assert old.build() == {"top": "built"}  # the long build ends, stamping its plan
+    assert (root / "_out" / "top.out").read_text() == "one"
+    assert Session(root, ["top"], {}, {}, cache).build() == {"top": "built"}
+    assert (root / "_out" / "top.out").read_text() == "two"

@@ -94,3 +94,11 @@ def test_a_failed_tool_is_told_by_its_own_last_words_and_only_its_own(tmp_path: 
     ctx.call(["sh", "-c", "echo quiet"])
     with pytest.raises(StepFailedError, match=r"sh was killed by SIGTERM \(Terminated\):\nlast$"):
         ctx.call(["sh", "-c", "echo last; kill -TERM $$"])
+
+
+def test_a_tool_s_background_processes_are_waited_for(tmp_path: Path) -> None:
+    ctx = StepContext(
+        params={}, arch=None, root=tmp_path, sources=[], inputs={}, out_dir=tmp_path, outputs=()
+    )
+    ctx.call(["sh", "-c", "(sleep 0.5; echo late > late.txt) &"])
+    assert (tmp_path / "late.txt").read_text() == "late\n"

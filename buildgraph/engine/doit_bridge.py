@@ -161,6 +161,7 @@ def _planned_tasks(
     session = _SESSION = Session(root, goal, cmdline)
     pending = session.plan()
     session.finish()
+    session.store.close()  # doit may fork workers now: each opens its own connection
     waiting = set(pending)
     tasks: list[Task] = []
     subtasks: dict[str, list[str]] = {}

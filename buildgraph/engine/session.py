@@ -17,6 +17,7 @@ import contextlib
 import functools
 import gc
 import json
+import marshal
 import os
 import shutil
 import time
@@ -39,7 +40,7 @@ from .hashing import (
 from .nodeplan import NodePlan, static_components
 from .specs_files import spec_files
 from .state import State, load_marshal, save_marshal, workspace_dir
-from .store import Outputs, Store, default_cache_dir
+from .store import Outputs, Store, atomic_write, default_cache_dir
 from .variables import Values, may_be_variable, resolve
 
 PLAN_FORMAT = 1
@@ -96,6 +97,8 @@ class Session:
         self.status: dict[str, str] = {}
         self.tool_info: dict[str, tuple[str, str]] = {}
         self._planner = os.getpid()
+        self._planned = False
+        """A full plan that was not dry ran here: only then may finish() stamp the plan."""
 
     @functools.cached_property
     def digests(self) -> FileDigests:
@@ -111,13 +114,18 @@ class Session:
         )
         plan_path = self.state.directory / "plans" / plan_id
         self._fast_path_file = plan_path.with_suffix(".fast")
-        cached = load_marshal(plan_path)
+        try:
+            raw = plan_path.read_bytes()
+            cached = marshal.loads(raw)
+        except (OSError, ValueError, EOFError, TypeError):
+            raw, cached = b"", None
         known = cached.get("read", []) if isinstance(cached, dict) else []
         if isinstance(cached, dict) and cached.get("fingerprint") == _fingerprint(self.root, known):
             values = resolve(
                 cmdline, environ, self.root, cached["data_defaults"], frozenset(cached["packages"])
             )
             if _still_valid(cached, values, self.root):
+                self._plan_identity = digest_bytes(raw)
                 return values, [NodePlan(*node) for node in cached["nodes"]], cached["goal"]
         from .graph import compile_nodes, expand
         from .specs import load_specs
@@ -136,8 +144,7 @@ class Session:
         read = {name: values[name] for name in sorted(values.read)}
         read_files = sorted(str(path) for path in specs.files)
         self._fast_path_file.unlink(missing_ok=True)
-        save_marshal(
-            plan_path,
+        raw = marshal.dumps(
             {
                 "fingerprint": _fingerprint(self.root, read_files),
                 "read": read_files,
@@ -147,8 +154,10 @@ class Session:
                 "walked": walked,
                 "nodes": [tuple(node) for node in nodes],
                 "goal": asked,
-            },
+            }
         )
+        atomic_write(plan_path, raw)
+        self._plan_identity = digest_bytes(raw)
         return values, nodes, asked
 
     # -- planning --------------------------------------------------------------
@@ -164,6 +173,7 @@ class Session:
                 return []
             if not dry:
                 self.forget_fast_path()  # stale: finish() stamps this plan anew when complete
+                self._planned = True
             return self._plan(dry)
 
     def _fast_path(self) -> bool:
@@ -173,7 +183,7 @@ class Session:
             return False
         if time.time() - stamp_["made"] > TOUCH_EVERY:  # let a full plan touch the entries
             return False
-        if stamp_["order"] != _order_digest(self.order):
+        if stamp_["plan"] != self._plan_identity:  # the very plan whose keys it stamped
             return False
         root = str(self.root) + os.sep
         try:
@@ -206,7 +216,9 @@ class Session:
             self.order
         ):
             return
-        if any(node.probed for node in self.nodes) or self._planner != os.getpid():
+        if not self._planned or any(node.probed for node in self.nodes):
+            return
+        if self._planner != os.getpid():
             return
         files = []
         root = len(str(self.root) + os.sep)
@@ -222,10 +234,8 @@ class Session:
                 if placed is None or placed[0] != self.resolved[node.label][1][name][0]:
                     return
                 outputs.append((name, *placed[1:]))
-        tools_ = []
-        for tool, (path, _version) in sorted(self.tool_info.items()):
-            st = os.stat(path)
-            tools_.append((tool, path, st.st_ino, st.st_mtime_ns, st.st_size))
+        # Each tool as it was when its version was read for the keys, not as it is now.
+        tools_ = [(tool, *self.state.tools[tool][:4]) for tool in sorted(self.tool_info)]
         save_marshal(
             self._fast_path_file,
             {
@@ -234,7 +244,7 @@ class Session:
                 "files": sorted(files),
                 "outputs": outputs,
                 "tools": tools_,
-                "order": _order_digest(self.order),
+                "plan": self._plan_identity,
                 "keys": [self.resolved[label][0] for label in self.order],
             },
         )
@@ -543,10 +553,6 @@ class Session:
         finally:
             self.finish()
         return dict(self.status)
-
-
-def _order_digest(order: list[str]) -> str:
-    return digest_bytes("\n".join(order).encode())
 
 
 def forget_fast_paths(workspace: Path) -> None:

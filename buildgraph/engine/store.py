@@ -136,6 +136,7 @@ class Store:
         self.cas = root / "cas"
         self.tmp = root / "tmp"
         self._db: tuple[int, sqlite3.Connection] | None = None
+        self._inherited: list[sqlite3.Connection] = []
         self._spare: tuple[int, Path] | None = None
 
     # -- objects ---------------------------------------------------------------
@@ -202,9 +203,30 @@ class Store:
         return dest.stat()
 
     # -- actions ---------------------------------------------------------------
+    def _sql(self, statement: str, args: tuple = ()) -> sqlite3.Cursor:
+        """Run one statement on the action cache; a failure is a message, not a traceback."""
+        try:
+            return self._actions().execute(statement, args)
+        except sqlite3.Error as err:
+            raise BuildgraphError(
+                f"the action cache {self.root / 'ac.sqlite'} failed: {err}",
+                hint="check that the cache's disk has space and is writable (BUILDGRAPH_CACHE);"
+                " 'database is locked' means another build held it for a minute",
+            ) from None
+
+    def close(self) -> None:
+        """Close this process's connection, as before doit forks its workers: SQLite's
+        locks do not survive a fork, so a child must not use (or close) its parent's."""
+        if self._db is not None and self._db[0] == os.getpid():
+            self._db[1].close()
+        self._db = None
+
     def _actions(self) -> sqlite3.Connection:
         """This process's connection: one made before doit forks workers is not theirs."""
-        if self._db is None or self._db[0] != os.getpid():
+        if self._db is not None and self._db[0] != os.getpid():
+            self._inherited.append(self._db[1])  # closing it here would release the parent's locks
+            self._db = None
+        if self._db is None:
             ensure_dir(self.root)
             path = self.root / "ac.sqlite"
             try:
@@ -226,7 +248,7 @@ class Store:
 
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The AC entry for ``key`` if it and every object it names are present."""
-        row = self._actions().execute(
+        row = self._sql(
             "SELECT entry FROM actions WHERE key = ?", (key,)
         ).fetchone()
         if row is None:
@@ -245,26 +267,26 @@ class Store:
 
     def put_action(self, key: str, outputs: Outputs, components: list) -> None:
         entry = {"outputs": outputs, "components": components, "created": int(time.time())}
-        self._actions().execute(
+        self._sql(
             "INSERT OR REPLACE INTO actions VALUES (?, ?, ?)",
             (key, json.dumps(entry, sort_keys=True).encode(), time.time_ns()),
         )
 
     def touch_action(self, key: str, used_ns: int | None = None) -> None:
         """Mark an entry used now (or at ``used_ns``): gc drops the least recently used."""
-        self._actions().execute(
+        self._sql(
             "UPDATE actions SET used = ? WHERE key = ?",
             (time.time_ns() if used_ns is None else used_ns, key),
         )
 
     def actions(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every entry, by key order."""
-        for key, entry in self._actions().execute("SELECT key, entry FROM actions ORDER BY key"):
+        for key, entry in self._sql("SELECT key, entry FROM actions ORDER BY key"):
             yield key, json.loads(entry)
 
     def drop_action(self, key: str) -> bool:
         """Remove the AC entry for ``key`` (its objects stay); False if there was none."""
-        done = self._actions().execute("DELETE FROM actions WHERE key = ?", (key,))
+        done = self._sql("DELETE FROM actions WHERE key = ?", (key,))
         return done.rowcount > 0
 
     # -- scratch ---------------------------------------------------------------
@@ -325,7 +347,7 @@ class Store:
             objects += 1
             object_bytes += st.st_size
             disk += st.st_blocks * 512
-        actions, action_bytes = self._actions().execute(
+        actions, action_bytes = self._sql(
             "SELECT count(*), coalesce(sum(length(entry)), 0) FROM actions"
         ).fetchone()
         steps: dict[str, int] = {}
@@ -348,7 +370,7 @@ class Store:
             except (KeyError, AttributeError, TypeError, ValueError):
                 digests = set()
             entries.append((key, digests))
-        used = dict(self._actions().execute("SELECT key, used FROM actions"))
+        used = dict(self._sql("SELECT key, used FROM actions"))
         entries.sort(key=lambda item: used[item[0]])
         sizes = {path.name: path.stat().st_blocks * 512 for path in _files(self.cas)}
         refs: dict[str, int] = {}
@@ -357,11 +379,10 @@ class Store:
                 refs[digest] = refs.get(digest, 0) + 1
         total = sum(sizes.values())
         removed = freed = 0
-        db = self._actions()
         for key, digests in entries:
             if total <= max_size:
                 break
-            db.execute("DELETE FROM actions WHERE key = ?", (key,))
+            self._sql("DELETE FROM actions WHERE key = ?", (key,))
             removed += 1
             for digest in digests:
                 refs[digest] -= 1
