@@ -108,3 +108,9 @@ def test_vars_of_a_target_are_the_ones_its_nodes_read(project):
         ["GOAMD64", "v2"],
         ["TAG", "v2"],
     ]
+
+
+def test_one_node_is_counted_in_the_singular(project):
+    root, cache = project
+    lines = _console(doit(root, cache, "leaf", json_log=False))
+    assert re.match(r"^1 node: 1 built, 0 cached, [0-9.]+ s$", lines[1]), lines

@@ -195,3 +195,15 @@ def test_two_extensions_of_one_name_or_a_missing_one_are_refused(tree) -> None:
     assert "system extension local/me/ext-nope:v1.0.0 has no linux/amd64 image" in error
     error = _refused(root, cache, "ext/nowhere.tar")
     assert "system extension ./ext/nowhere.tar: no such file" in error
+
+
+def test_an_extension_missing_from_the_store_says_how_the_examples_get_there(tmp_path) -> None:
+    from buildgraph.engine.errors import BuildgraphError
+    from buildgraph.engine.step import Probe
+    from buildgraph.steps.extensions import _resolve
+
+    probe = Probe({}, "amd64", tmp_path, tmp_path / "steps")
+    with pytest.raises(BuildgraphError) as caught:
+        _resolve(probe, "local/me/ext-hello:v1")
+    assert "has no linux/amd64 image in the embedded store" in caught.value.message
+    assert "`doit examples` with this arch in PLATFORM" in (caught.value.hint or "")

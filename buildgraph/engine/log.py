@@ -128,7 +128,8 @@ def _summary_lines(event: dict[str, Any]) -> str:
         for key in ("built", "cached", "not_built")
         if event[key] or key != "not_built"
     )
-    head = f"{event['nodes']} nodes: {counts}, {event['seconds']:.1f} s"
+    nodes = f"{event['nodes']} node{'' if event['nodes'] == 1 else 's'}"
+    head = f"{nodes}: {counts}, {event['seconds']:.1f} s"
     return "\n".join([head, *(f"  {path}" for path in event["outputs"])])
 
 

@@ -59,10 +59,17 @@ def probe_ref(probe: Probe, text: str, what: str) -> str:
     if found is None:
         raise BuildgraphError(
             f"{what} {ref} has no linux/{probe.arch} image in the embedded store",
-            hint="build or copy it there first (for the imager: `doit imager` with this arch"
-            " in PLATFORM), or name one in a registry",
+            hint=f"build or copy it there first ({_MAKES.get(what, _MAKES['IMAGER_IMAGE'])}),"
+            " or name one in a registry",
         )
     return f"store {found[0]}"
+
+
+_MAKES = {
+    "IMAGER_IMAGE": "for the imager: `doit imager` with this arch in PLATFORM",
+    "system extension": "the examples: `doit examples` with this arch in PLATFORM",
+}
+"""What builds an image of each kind into the embedded store, for the hint above."""
 
 
 def image_manifest(ctx: StepContext, text: str, what: str) -> tuple[Any, dict[str, Any]]:
