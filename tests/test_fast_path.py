@@ -159,3 +159,29 @@ def test_a_stamp_made_from_a_plan_compiled_before_a_spec_edit_is_not_used(
     assert (root / "_out" / "top.out").read_text() == "one"
     assert Session(root, ["top"], {}, {}, cache).build() == {"top": "built"}
     assert (root / "_out" / "top.out").read_text() == "two"
+
+
+def test_the_fast_path_logs_one_event_per_node_with_its_key(
+    tmp_path, monkeypatch, monkeypatch_racy
+):
+    from buildgraph.engine import log
+
+    root, cache = tmp_path / "repo", tmp_path / "cache"
+    _one_source_project(
+        root,
+        "  leaf:\n    step: concat\n    sources: [src/a.txt]\n    outputs: [leaf.out]\n"
+        "  top:\n    step: concat\n    needs: [leaf]\n    outputs: [top.out]\n",
+    )
+    said: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(log, "wants_cached", lambda: True)  # as BUILDGRAPH_LOG=json does
+    monkeypatch.setattr(log, "node", lambda label, _t, _a, key, status, _s: said.append(
+        (label, key, status)))  # fmt: skip
+
+    Session(root, ["top"], {}, {}, cache).build()
+    built = {label: key for label, key, _status in said}
+    Session(root, ["top"], {}, {}, cache).build()  # a full plan, which stamps
+    said.clear()
+    session = Session(root, ["top"], {}, {}, cache)
+    assert session._fast_path_file.exists()
+    assert session.build() == {"leaf": "cached", "top": "cached"}
+    assert said == [(label, built[label], "cached") for label in ("leaf", "top")]
