@@ -44,8 +44,9 @@ from .store import Outputs, Store, atomic_write, default_cache_dir
 from .variables import Values, may_be_variable, resolve
 
 PLAN_FORMAT = 1
-FAST_FORMAT = 2
 """Bump when a compiled plan's shape changes."""
+FAST_FORMAT = 2
+"""Bump when a fast-path stamp's shape changes."""
 CODE: set[Path] = {Path(__file__).parent}
 """Directories whose Python files a compiled plan depends on: the engine's, and those the
 OS side adds (its steps' checks and versions, its variables' validators)."""
@@ -191,14 +192,10 @@ class Session:
                 if stamp(os.stat(root + path)) != tuple(then):
                     return False
             for name, *then in stamp_["outputs"]:
-                st = os.stat(self.out_prefix + name)
-                if (st.st_ino, st.st_mtime_ns, st.st_size) != tuple(then):
+                if _placed_stamp(os.stat(self.out_prefix + name)) != tuple(then):
                     return False
             for tool, path, *then in stamp_["tools"]:
-                st = os.stat(path)
-                if shutil.which(tool) != path or (st.st_ino, st.st_mtime_ns, st.st_size) != (
-                    tuple(then)
-                ):
+                if shutil.which(tool) != path or _placed_stamp(os.stat(path)) != tuple(then):
                     return False
         except OSError:
             return False
@@ -212,13 +209,11 @@ class Session:
     def _stamp_fast_path(self) -> None:
         """After a complete build with no probed node and no racy source, record the stats
         of everything the plan's keys were computed from, for :meth:`_fast_path`."""
-        if set(self.status.values()) - {"cached", "built"} or len(self.status) != len(
-            self.order
-        ):
+        if not self._planned or self._planner != os.getpid():
             return
-        if not self._planned or any(node.probed for node in self.nodes):
+        if any(self.status.get(label) not in ("cached", "built") for label in self.order):
             return
-        if self._planner != os.getpid():
+        if any(node.probed for node in self.nodes):
             return
         files = []
         root = len(str(self.root) + os.sep)
@@ -381,16 +376,15 @@ class Session:
             placed = self.state.placed.get(name)
             if placed is not None and placed[0] == digest:
                 try:
-                    st = os.stat(self.out_prefix + name)
+                    if _placed_stamp(os.stat(self.out_prefix + name)) == placed[1:]:
+                        continue
                 except OSError:
-                    st = None
-                if st is not None and (st.st_ino, st.st_mtime_ns, st.st_size) == placed[1:]:
-                    continue
+                    pass
             try:
                 st = self.store.materialize(digest, self.out / name)
             except FileNotFoundError:
                 return False
-            self.state.placed[name] = (digest, st.st_ino, st.st_mtime_ns, st.st_size)
+            self.state.placed[name] = (digest, *_placed_stamp(st))
             self.state.dirty = True
         return True
 
@@ -553,6 +547,12 @@ class Session:
         finally:
             self.finish()
         return dict(self.status)
+
+
+def _placed_stamp(st: os.stat_result) -> tuple[int, int, int]:
+    """What says a placed file (or a tool) is the one seen before: a hard link into the
+    CAS keeps its inode and its sealed mtime while nobody writes through it."""
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def forget_fast_paths(workspace: Path) -> None:

@@ -14,7 +14,6 @@ must lose nothing it finished. Saving the state folds journals in and removes th
 from __future__ import annotations
 
 import contextlib
-import functools
 import marshal
 import os
 import shutil
@@ -26,6 +25,7 @@ from .hashing import digest_bytes
 from .store import atomic_write, process_alive
 
 FORMAT = 3
+_TABLES = ("files", "nodes", "placed", "tools")
 
 
 def workspace_dir(cache_root: Path, root: Path) -> Path:
@@ -40,17 +40,17 @@ class State:
         """This run's journal; forked workers write into it too."""
         self.dirty = False
         self._merged: list[Path] = []
+        self._loaded: dict[str, dict] | None = None
 
-    @functools.cached_property
+    @property
     def _data(self) -> dict[str, dict]:
         """The saved state, with the journals of ended runs taken in: read on first use,
         so that a run the fast path settles never parses it."""
-        data = _load(self.path)
-        self.__dict__["_data"] = {
-            name: data.get(name, {}) for name in ("files", "nodes", "placed", "tools")
-        }
-        self._merge(finished_only=True)
-        return self.__dict__["_data"]
+        if self._loaded is None:
+            data = _load(self.path)
+            self._loaded = {name: data.get(name, {}) for name in _TABLES}
+            self._merge(finished_only=True)
+        return self._loaded
 
     @property
     def files(self) -> dict[str, tuple]:
@@ -113,18 +113,11 @@ class State:
                 self._merged.append(run)
 
     def save(self, force: bool = False) -> None:
-        if "_data" not in self.__dict__ and not force:
+        if self._loaded is None and not force:
             return  # never read, so nothing changed
         self._merge(finished_only=False)
         if self.dirty or force:
-            data = {
-                "format": FORMAT,
-                "files": self.files,
-                "nodes": self.nodes,
-                "placed": self.placed,
-                "tools": self.tools,
-            }
-            atomic_write(self.path, marshal.dumps(data))
+            atomic_write(self.path, marshal.dumps({"format": FORMAT, **self._data}))
             self.dirty = False
         for run in [*self._merged, self.session]:
             shutil.rmtree(run, ignore_errors=True)
@@ -132,10 +125,7 @@ class State:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = marshal.loads(path.read_bytes())
-    except (OSError, ValueError, EOFError, TypeError):
-        return {}
+    data = load_marshal(path)
     return data if isinstance(data, dict) and data.get("format") == FORMAT else {}
 
 

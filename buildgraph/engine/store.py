@@ -251,9 +251,7 @@ class Store:
 
     def get_action(self, key: str) -> dict[str, Any] | None:
         """The AC entry for ``key`` if it and every object it names are present."""
-        row = self._sql(
-            "SELECT entry FROM actions WHERE key = ?", (key,)
-        ).fetchone()
+        row = self._sql("SELECT entry FROM actions WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         try:
@@ -306,13 +304,11 @@ class Store:
         spare, self._spare = self._spare, None
         if spare is None or spare[0] != os.getpid():
             ensure_dir(self.tmp)
-            path = self.tmp / f"{os.getpid()}-{next(_NAMES)}"
             while True:
-                try:
+                path = self.tmp / f"{os.getpid()}-{next(_NAMES)}"
+                with contextlib.suppress(FileExistsError):
                     path.mkdir()
                     break
-                except FileExistsError:
-                    path = self.tmp / f"{os.getpid()}-{next(_NAMES)}"
             (path / "in").mkdir()
             (path / "out").mkdir()
         else:
@@ -367,14 +363,12 @@ class Store:
         Returns (actions removed, bytes freed). Objects no remaining action names go too.
         """
         entries = []
-        for key, entry in self.actions():
+        for key, entry in self._sql("SELECT key, entry FROM actions ORDER BY used"):
             try:
-                digests = {digest for digest, _size in entry["outputs"].values()}
+                digests = {digest for digest, _size in json.loads(entry)["outputs"].values()}
             except (KeyError, AttributeError, TypeError, ValueError):
                 digests = set()
             entries.append((key, digests))
-        used = dict(self._sql("SELECT key, used FROM actions"))
-        entries.sort(key=lambda item: used[item[0]])
         sizes = {path.name: path.stat().st_blocks * 512 for path in _files(self.cas)}
         refs: dict[str, int] = {}
         for _key, digests in entries:
@@ -385,7 +379,7 @@ class Store:
         for key, digests in entries:
             if total <= max_size:
                 break
-            self._sql("DELETE FROM actions WHERE key = ?", (key,))
+            self.drop_action(key)
             removed += 1
             for digest in digests:
                 refs[digest] -= 1
