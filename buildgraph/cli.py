@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import debian, plugin
+from . import debian, plugin, remote
 from .engine import log, variables
 from .engine.errors import BuildgraphError, report
 from .engine.session import Session
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     goal_command("explain", _explain, "say for each node of a goal: cached, or why it would run")
     graph = goal_command("graph", _graph, "print the DAG of a goal as DOT (or a tree with --text)")
     graph.add_argument("--text", action="store_true", help="plain text tree instead of DOT")
-    goal_command("build", _build, "build a goal in this process, without doit")
+    remote.add_flag(goal_command("build", _build, "build a goal in this process, without doit"))
     goal_command(
         "vars",
         _vars,
@@ -64,6 +64,23 @@ def _parser() -> argparse.ArgumentParser:
     gc = cache_sub.add_parser("gc", help="drop least recently used entries down to a size")
     gc.add_argument("--max-size", required=True, help="e.g. 5G, 500M")
     gc.set_defaults(func=_cache_gc)
+    push_cache = cache_sub.add_parser(
+        "push", help="upload what the local cache holds for a goal to the remote cache"
+    )
+    push_cache.add_argument("args", nargs="*", metavar="TARGET|NAME=value")
+    remote.add_flag(push_cache)
+    push_cache.set_defaults(func=_cache_push)
+    prune = cache_sub.add_parser(
+        "prune-remote", help="delete remote cache entries older than an age, e.g. 30d"
+    )
+    prune.add_argument("--older-than", required=True, help="an age: 30d, 12h, 90m")
+    remote.add_flag(prune)
+    prune.set_defaults(func=_cache_prune_remote)
+    keygen = cache_sub.add_parser(
+        "keygen", help="make an ed25519 key for signing remote cache entries; print its public key"
+    )
+    keygen.add_argument("path", type=Path, metavar="FILE", help="the private key file to create")
+    keygen.set_defaults(func=_cache_keygen)
 
     pins = sub.add_parser("pins", help="the Debian packages pinned in targets/")
     pins_sub = pins.add_subparsers(required=True, metavar="ACTION")
@@ -138,6 +155,7 @@ def _tree(session: Session, label: str, prefix: str, last: bool, top: bool) -> N
 
 
 def _build(args: argparse.Namespace) -> int:
+    remote.apply_flag(args)
     started = time.monotonic()
     session = _session(args)
     log.summary(session, session.build(), started)
@@ -187,6 +205,61 @@ def _cache_gc(args: argparse.Namespace) -> int:
     removed, freed = store.gc(limit)
     print(f"removed {removed} actions, freed {freed} bytes")
     print(store.stats().render(store.root))
+    return 0
+
+
+def _cache_push(args: argparse.Namespace) -> int:
+    remote.apply_flag(args)
+    session = _session(args)
+    sent, present = session.push_remote()
+    for label in sent:
+        print(f"pushed  {label}")
+    assert session.remote is not None
+    print(f"{len(sent)} entries pushed, {len(present)} already in {session.remote.where}")
+    return 0
+
+
+def _cache_prune_remote(args: argparse.Namespace) -> int:
+    remote.apply_flag(args)
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as err:
+        raise BuildgraphError(str(err), hint="e.g. --older-than 30d") from None
+    found = remote.from_environment(os.environ)
+    if not isinstance(found, remote.Remote):
+        raise BuildgraphError(
+            "no remote cache is configured",
+            hint="set BUILDGRAPH_REMOTE_CACHE=<registry>/<repository>, or pass --remote-cache",
+        )
+    cache = found.registry()
+    cutoff = time.time() - age
+    old = [(tag, digest) for tag, digest, created in cache.entries() if created < cutoff]
+    for tag, digest in old:
+        cache.delete(digest)
+        print(f"deleted {tag} ({digest})")
+    print(f"{len(old)} entries older than {args.older_than} deleted from {found.where}")
+    return 0
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``: seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    cleaned = text.strip().lower()
+    try:
+        if cleaned and cleaned[-1] in units:
+            return float(cleaned[:-1]) * units[cleaned[-1]]
+        return float(cleaned)
+    except ValueError:
+        raise ValueError(f"bad age {text!r}: use a number with d, h, m or s") from None
+
+
+def _cache_keygen(args: argparse.Namespace) -> int:
+    from .remote.entry import keygen, public_text
+
+    public = keygen(args.path)
+    print(f"private key: {args.path} (keep it secret: it lets a writer sign cache entries)")
+    print(f"public key:  {public_text(public)}")
+    print("readers trust it with BUILDGRAPH_REMOTE_CACHE_TRUST=<public key>")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The OS side's entry into the engine: its variable rows, its steps and its tools.
+"""The OS side's entry into the engine: its variable rows, steps, tools and remote cache.
 
 The engine (buildgraph.engine) knows no OS; each front end (dodo.py, the ``buildgraph``
 command, the installer program's tests) calls :func:`install` once before it plans.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import session, step, tools, variables
+from . import remote as remote_cache
+from .engine import remote, session, step, tools, variables
 from .steps import MODULES
 from .tools import PACKAGES
 from .variables import ARCHES, TABLE
@@ -22,3 +23,4 @@ def install() -> None:
     step.provide(MODULES)
     tools.PACKAGES.update(PACKAGES)
     session.CODE.update({HERE, HERE / "steps", HERE / "imager", HERE / "formats"})
+    remote.provide(remote_cache.from_environment)

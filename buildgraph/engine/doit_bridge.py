@@ -156,9 +156,9 @@ def _planned_tasks(
 ) -> list[Task]:
     global _SESSION
     if rebuild:
-        first = Session(root, goal, cmdline)
+        first = Session(root, goal, cmdline, use_remote=False)
         forget(first, first.order)
-    session = _SESSION = Session(root, goal, cmdline)
+    session = _SESSION = Session(root, goal, cmdline, use_remote=not rebuild)
     pending = session.plan()
     session.finish()
     session.store.close()  # doit may fork workers now: each opens its own connection

@@ -32,9 +32,14 @@ def explain(session: Session, only: Collection[str] | None = None) -> Iterator[s
     width = max((len(label) for label in labels), default=0)
     for label in labels:
         status = session.status[label]
-        yield f"{label:<{width}}  {'cached' if status == 'cached' else 'would run'}"
-        if status == "run":
-            yield from (f"  {reason}" for reason in reasons(session, label))
+        said = session.remote_status.get(label)
+        if status == "cached":
+            yield f"{label:<{width}}  {'remote hit' if said == 'hit' else 'cached'}"
+            continue
+        yield f"{label:<{width}}  would run"
+        if said is not None:
+            yield f"  {'remote miss' if said == 'miss' else 'remote entry ' + said}"
+        yield from (f"  {reason}" for reason in reasons(session, label))
 
 
 def reasons(session: Session, label: str) -> list[str]:

@@ -80,9 +80,17 @@ def wants_cached() -> bool:
     return mode() in ("json", "debug")
 
 
-def node(label: str, target: str, arch: str | None, key: str, status: str, seconds: float) -> None:
-    """The one event every node of a goal gets."""
-    fields = {
+def node(
+    label: str,
+    target: str,
+    arch: str | None,
+    key: str,
+    status: str,
+    seconds: float,
+    downloaded: int | None = None,
+) -> None:
+    """The one event every node of a goal gets; ``downloaded``: bytes a remote hit fetched."""
+    fields: dict[str, Any] = {
         "target": target,
         "arch": arch,
         "key": key,
@@ -90,6 +98,8 @@ def node(label: str, target: str, arch: str | None, key: str, status: str, secon
         "seconds": round(seconds, 3),
         "node": label,
     }
+    if downloaded is not None:
+        fields["downloaded"] = downloaded
     if mode() == "json":
         get().info("node", **fields)
     elif status != "cached" or mode() == "debug":
@@ -98,13 +108,23 @@ def node(label: str, target: str, arch: str | None, key: str, status: str, secon
         _LineLogger(sys.__stderr__).msg(_node_line(fields))
 
 
+def warning(message: str) -> None:
+    """One line saying something went wrong that the build works around."""
+    if mode() == "json":
+        get().warning("warning", message=message)
+    else:
+        _LineLogger(sys.__stderr__).msg(f"buildgraph: warning: {message}")
+
+
 def summary(session: Session, statuses: Mapping[str, str], started: float) -> None:
     """The last words of a build: counts by status, seconds since ``started`` (a
     ``time.monotonic()``), and the goal's outputs in _out/ once every node is done."""
-    counts = {"built": 0, "cached": 0, "not_built": 0}
+    counts = {"built": 0, "cached": 0, "remote": 0, "not_built": 0}
     for label in session.order:
         status = statuses.get(label, "")
-        counts[status if status in ("built", "cached") else "not_built"] += 1
+        if status == "cached" and session.remote_status.get(label) == "hit":
+            status = "remote"
+        counts[status if status in counts else "not_built"] += 1
     outputs = [
         os.path.relpath(session.out / name)
         for label in session.goal
@@ -125,8 +145,8 @@ def summary(session: Session, statuses: Mapping[str, str], started: float) -> No
 def _summary_lines(event: dict[str, Any]) -> str:
     counts = ", ".join(
         f"{event[key]} {key.replace('_', ' ')}"
-        for key in ("built", "cached", "not_built")
-        if event[key] or key != "not_built"
+        for key in ("built", "cached", "remote", "not_built")
+        if event[key] or key in ("built", "cached")
     )
     nodes = f"{event['nodes']} node{'' if event['nodes'] == 1 else 's'}"
     head = f"{nodes}: {counts}, {event['seconds']:.1f} s"
@@ -137,6 +157,7 @@ def _node_line(event: Mapping[str, Any]) -> str:
     return (
         f"{event['status']:<6} {event['node']}"
         + (f" in {event['seconds']:.2f}s" if event["status"] == "built" else "")
+        + (f" ({event['downloaded']} bytes fetched)" if event.get("downloaded") else "")
         + f"  [{event['key'][:12]}]"
     )
 

@@ -24,10 +24,11 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from . import log, tools
+from . import log, remote, tools
 from . import step as steps
 from .errors import DISK_ERRNOS, BuildgraphError, StepFailedError
 from .hashing import (
+    RS,
     US,
     Component,
     FileDigests,
@@ -40,7 +41,7 @@ from .hashing import (
 from .nodeplan import NodePlan, static_components
 from .specs_files import spec_files
 from .state import State, load_marshal, save_marshal, workspace_dir
-from .store import Outputs, Store, atomic_write, default_cache_dir
+from .store import Outputs, Store, atomic_write, default_cache_dir, ensure_dir
 from .variables import Values, may_be_variable, resolve
 
 PLAN_FORMAT = 1
@@ -76,7 +77,10 @@ class Session:
         cmdline: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         cache_dir: Path | None = None,
+        use_remote: bool = True,
     ) -> None:
+        """``use_remote``: ask the remote cache the environment names, if any (not when
+        rebuilding on purpose)."""
         self.root = Path(root).resolve()
         self.out = self.root / "_out"
         self.out_prefix = f"{self.out}{os.sep}"
@@ -90,6 +94,17 @@ class Session:
             )
         self.goal = list(dict.fromkeys(label for labels in self.asked.values() for label in labels))
         """The goal's labels; ``asked`` has them by goal item, as typed (``images``, ``iso``)."""
+        self._goal = set(self.goal)
+        self.remote = (
+            remote.from_environment(os.environ if environ is None else environ)
+            if use_remote
+            else None
+        )
+        self.remote_status: dict[str, str] = {}
+        """What the remote cache said of a node at planning: hit, miss, or rejected: why."""
+        self.downloaded: dict[str, int] = {}
+        """Bytes fetched from the remote cache, by node."""
+        self._remote_entries: dict[str, bytes] = {}
         self.order = [node.label for node in self.nodes]
         self.by_label = {node.label: node for node in self.nodes}
         self.source_digests: dict[str, str] = {}
@@ -226,7 +241,11 @@ class Session:
         for node in self.nodes:
             for name in node.outputs:
                 placed = self.state.placed.get(name)
-                if placed is None or placed[0] != self.resolved[node.label][1][name][0]:
+                digest = self.resolved[node.label][1][name][0]
+                left_remote = placed is None and node.label not in self._goal
+                if left_remote and not self.store.has_object(digest):
+                    continue  # left in the remote cache: nothing in _out/ to check
+                if placed is None or placed[0] != digest:
                     return
                 outputs.append((name, *placed[1:]))
         # Each tool as it was when its version was read for the keys, not as it is now.
@@ -256,6 +275,8 @@ class Session:
         root = str(self.root) + os.sep
         shared: dict[tuple[str, ...], str] = {}
         """Encoded vars and tools, by the names a node reads: most nodes share a few sets."""
+        asking: dict[str, tuple[str, str]] = {}
+        """Nodes the local cache lacks, to ask the remote cache in one batch: (key, inputs)."""
         for node in self.nodes:
             parts = [node.static_encoded]
             if node.vars:
@@ -273,25 +294,68 @@ class Session:
                 parts.append(self._shared_encoding(shared, "tool", node.tools))
             if node.probed:
                 parts.append(encode(self._probe(node)))
+            if asking and any(dep in asking for dep in node.deps):
+                self._ask_remote(asking, dry)
             if not all(dep in self.resolved for dep in node.deps):
                 self.status[node.label] = "run"
                 continue
             parts.extend(self.dep_encoded[dep] for dep in node.deps if self.dep_encoded[dep])
             key = key_of_encoded(parts)
             outputs = self._lookup(node.label, key)
-            if outputs is not None and (dry or self._place(node, outputs)):
-                self._resolve(node.label, key, outputs)
-                self.status[node.label] = "cached"
-            else:
-                self.status[node.label] = "run"
+            if outputs is None and self.remote is not None:
+                asking[node.label] = (key, RS.join(parts))
+                continue
+            self._take(node, key, outputs, dry)
+        if asking:
+            self._ask_remote(asking, dry)
         self.state.dirty |= digests.changed
-        self._demand_objects()
-        if not dry and log.wants_cached():
+        self._demand_objects(dry)
+        if not dry:
             for label in self.order:
-                if self.status[label] == "cached":
-                    node = self.by_label[label]
-                    log.node(label, node.target, node.arch, self.resolved[label][0], "cached", 0.0)
+                if self.status[label] != "cached":
+                    continue
+                node, key = self.by_label[label], self.resolved[label][0]
+                if self.remote_status.get(label) == "hit":
+                    fetched = self.downloaded.get(label, 0)
+                    log.node(label, node.target, node.arch, key, "remote", 0.0, fetched)
+                elif log.wants_cached():
+                    log.node(label, node.target, node.arch, key, "cached", 0.0)
         return [label for label in self.order if self.status[label] == "run"]
+
+    def _take(self, node: NodePlan, key: str, outputs: Outputs | None, dry: bool) -> None:
+        """Cached if the cache had ``outputs`` and they could be placed; else run."""
+        if outputs is not None and (dry or self._place(node, key, outputs)):
+            self._resolve(node.label, key, outputs)
+            self.status[node.label] = "cached"
+        else:
+            self.status[node.label] = "run"
+
+    def _ask_remote(self, asking: dict[str, tuple[str, str]], dry: bool) -> None:
+        """Ask the remote cache for every node in ``asking`` at once, and empty it."""
+        assert self.remote is not None
+        asked = [
+            (key, remote.action_digest(inputs), self.store.get_remote(key))
+            for key, inputs in asking.values()
+        ]
+        answers = self.remote.lookup(asked)
+        now = int(time.time())
+        for label, (key, _inputs) in asking.items():
+            node = self.by_label[label]
+            answer = _matching(node, answers.get(key, remote.Miss()))
+            if isinstance(answer, remote.Hit):
+                self.remote_status[label] = "hit"
+                self._remote_entries[key] = answer.entry
+                outputs = _declared_order(node, answer.outputs)
+                if not dry:
+                    self.store.put_remote(key, answer.entry)
+                    self.state.record(label, (key, outputs, now))
+                self._take(node, key, outputs, dry)
+            else:
+                self.remote_status[label] = (
+                    f"rejected: {answer.reason}" if answer.reason else "miss"
+                )
+                self.status[label] = "run"
+        asking.clear()
 
     def _shared_encoding(self, shared: dict, kind: str, names: tuple[str, ...]) -> str:
         encoded = shared.get((kind, *names))
@@ -369,8 +433,12 @@ class Session:
         self.state.record(label, (key, outputs, now))
         return outputs
 
-    def _place(self, node: NodePlan, outputs: Outputs) -> bool:
-        """Make ``_out/`` hold this node's outputs; False if the cache lost an object."""
+    def _place(self, node: NodePlan, key: str, outputs: Outputs) -> bool:
+        """Make ``_out/`` hold this node's outputs; False if the cache lost an object.
+
+        An output only the remote cache holds is fetched for the goal's nodes; another
+        node's stays there, and ``_out/`` holds no stale copy of it.
+        """
         for name in node.outputs:
             digest = outputs[name][0]
             placed = self.state.placed.get(name)
@@ -380,6 +448,15 @@ class Session:
                         continue
                 except OSError:
                     pass
+            if not self.store.has_object(digest):
+                entry = self._remote_entry(key)
+                if entry is None:
+                    return False
+                if node.label not in self._goal:
+                    self._unplace(name)
+                    continue
+                if not self._fetch(node.label, entry, name, digest):
+                    return False
             try:
                 st = self.store.materialize(digest, self.out / name)
             except FileNotFoundError:
@@ -388,18 +465,67 @@ class Session:
             self.state.dirty = True
         return True
 
-    def _demand_objects(self) -> None:
-        """A node that runs reads its dependencies from the CAS: they must be there."""
+    def _demand_objects(self, dry: bool) -> None:
+        """A node that runs reads its dependencies from the CAS: they must be there, if
+        need be fetched from the remote cache (not by a dry run: it is enough that the
+        remote cache has them)."""
         for label in reversed(self.order):
             if self.status[label] != "run":
                 continue
             for dep in self.by_label[label].deps:
-                if self.status[dep] == "cached" and not all(
-                    self.store.has_object(digest)
-                    for digest, _size in self.resolved[dep][1].values()
+                if self.status[dep] != "cached":
+                    continue
+                key, outputs = self.resolved[dep]
+                missing = [n for n, (d, _s) in outputs.items() if not self.store.has_object(d)]
+                if not missing:
+                    continue
+                entry = self._remote_entry(key)
+                if entry is not None and (
+                    dry or all(self._fetch(dep, entry, n, outputs[n][0]) for n in missing)
                 ):
-                    self.status[dep] = "run"
-                    del self.resolved[dep]
+                    continue
+                self.status[dep] = "run"
+                del self.resolved[dep]
+
+    def _remote_entry(self, key: str) -> bytes | None:
+        """The remote cache's entry for ``key`` this machine verified, if it can fetch."""
+        if self.remote is None:
+            return None
+        entry = self._remote_entries.get(key)
+        if entry is None:
+            entry = self.store.get_remote(key)
+        return entry
+
+    def _fetch(self, label: str, entry: bytes, name: str, digest: str) -> bool:
+        """Put output ``name`` of a remote hit into the CAS; False (said) if it is lost."""
+        assert self.remote is not None
+        ensure_dir(self.store.tmp)
+        with self.store.scratch(reuse=False) as scratch:
+            path = scratch / "out" / "fetched"
+            try:
+                count = self.remote.fetch(entry, name, path)
+                got, _size = self.store.put_file(path)
+            except remote.LostError as err:
+                log.warning(f"{label}: {err}; running it here instead")
+                return False
+        if got != digest:
+            log.warning(
+                f"{label}: the remote cache's {name} is {got}, not the {digest} its entry"
+                " claims; running it here instead"
+            )
+            return False
+        self.downloaded[label] = self.downloaded.get(label, 0) + count
+        return True
+
+    def _unplace(self, name: str) -> None:
+        """Remove what an earlier build placed as ``_out/name``, if nobody replaced it."""
+        placed = self.state.placed.pop(name, None)
+        if placed is None:
+            return
+        self.state.dirty = True
+        with contextlib.suppress(OSError):
+            if _placed_stamp(os.stat(self.out_prefix + name)) == placed[1:]:
+                os.unlink(self.out_prefix + name)
 
     # -- running ---------------------------------------------------------------
     def run_node(self, label: str) -> str:
@@ -409,9 +535,12 @@ class Session:
         components = self.components(node)
         key = key_of(components)
         entry = self.store.get_action(key)
+        fetched = None
         if entry is not None:
             outputs = _declared_order(node, entry["outputs"])
             status = "cached"
+        elif (found := self._remote_hit(node, key, components)) is not None:
+            outputs, status, fetched = found, "remote", self.downloaded.get(label, 0)
         else:
             try:
                 outputs = self._execute(node, key, components)
@@ -421,17 +550,70 @@ class Session:
             status = "built"
             if steps.get(node.step, label).probe_settles:
                 key = self._settle(node, outputs)
-        if not self._place(node, outputs):
+            elif self.remote is not None and self.remote.writable:
+                self._upload(key, encode(components), outputs)
+        if not self._place(node, key, outputs):
             raise BuildgraphError(f"{label}: the cache lost an output while placing it; run again")
         result = (key, outputs, int(time.time()))
         self._resolve(label, key, outputs)
-        self.status[label] = status
+        self.status[label] = "cached" if status == "remote" else status
         self.state.record(label, result)
         if os.getpid() != self._planner:  # a doit worker: the planner cannot see our memory
             placed = {name: self.state.placed[name] for name in node.outputs}
             self.state.write_journal(label, result, placed)
-        log.node(label, node.target, node.arch, key, status, time.monotonic() - started)
+        log.node(label, node.target, node.arch, key, status, time.monotonic() - started, fetched)
         return status
+
+    def _remote_hit(self, node: NodePlan, key: str, components: list) -> Outputs | None:
+        """A node keyed only now (an upstream ran): the remote cache's outputs, fetched
+        here at once, since a step here is likely to read them; None to run it."""
+        if self.remote is None:
+            return None
+        answer = self.remote.lookup([(key, remote.action_digest(encode(components)), None)])
+        hit = _matching(node, answer.get(key, remote.Miss()))
+        if not isinstance(hit, remote.Hit):
+            return None
+        self.store.put_remote(key, hit.entry)
+        outputs = _declared_order(node, hit.outputs)
+        for name in node.outputs:
+            digest = outputs[name][0]
+            if not self.store.has_object(digest) and not self._fetch(
+                node.label, hit.entry, name, digest
+            ):
+                return None
+        return outputs
+
+    def _upload(self, key: str, inputs: str, outputs: Outputs) -> bool:
+        """Give the remote cache a result this machine has; False if it had it already."""
+        assert self.remote is not None
+        files = {
+            name: (digest, size, self.store.object_path(digest))
+            for name, (digest, size) in outputs.items()
+        }
+        return self.remote.upload(key, remote.action_digest(inputs), files)
+
+    def push_remote(self) -> tuple[list[str], list[str]]:
+        """Upload what the local cache holds for the goal: (labels sent, labels the remote
+        cache had already); nodes that are not cached here are left out."""
+        if self.remote is None or not self.remote.writable:
+            raise BuildgraphError(
+                "no writable remote cache is configured",
+                hint="set BUILDGRAPH_REMOTE_CACHE=<registry>/<repository> and"
+                " BUILDGRAPH_REMOTE_CACHE_KEY=<ed25519 private key file>",
+            )
+        self.plan(dry=True, fast=False)
+        sent, present = [], []
+        for label in self.order:
+            if self.status[label] != "cached" or self.remote_status.get(label) == "hit":
+                continue
+            if steps.get(self.by_label[label].step, label).probe_settles:
+                continue  # its effect is outside its outputs: each machine publishes for itself
+            key, outputs = self.resolved[label]
+            if not all(self.store.has_object(digest) for digest, _size in outputs.values()):
+                continue
+            components = self.components(self.by_label[label])
+            (sent if self._upload(key, encode(components), outputs) else present).append(label)
+        return sent, present
 
     def _settle(self, node: NodePlan, outputs: Outputs) -> str:
         """Record a publishing node's result under what its probe answers now that it ran,
@@ -560,6 +742,13 @@ def forget_fast_paths(workspace: Path) -> None:
     goal that holds them must find out, not trust the stats of its last build."""
     for stamp_file in (workspace / "plans").glob("*.fast"):
         stamp_file.unlink(missing_ok=True)
+
+
+def _matching(node: NodePlan, answer: remote.Hit | remote.Miss) -> remote.Hit | remote.Miss:
+    """A hit whose entry names other outputs than the node declares is no hit."""
+    if isinstance(answer, remote.Hit) and set(answer.outputs) != set(node.outputs):
+        return remote.Miss(f"its entry holds {', '.join(sorted(answer.outputs))}")
+    return answer
 
 
 def _dep_components(label: str, outputs: Outputs) -> list[Component]:

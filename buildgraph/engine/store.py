@@ -3,7 +3,8 @@
 Layout under the cache directory (``BUILDGRAPH_CACHE``, else the XDG cache)::
 
     cas/ab/<digest>     output bytes, read-only, named by their xxh3-128
-    ac.sqlite           one row per action key: JSON of its outputs and input components
+    ac.sqlite           one row per action key: JSON of its outputs and input components;
+                        and the remote cache's entries this machine verified (remote.py)
     tmp/<pid>-<n>/      scratch directories of running steps
     workspaces/<id>/    per-checkout state (see state.py)
 
@@ -240,6 +241,10 @@ class Store:
                     "CREATE TABLE IF NOT EXISTS actions (key TEXT PRIMARY KEY,"
                     " entry BLOB NOT NULL, used INTEGER NOT NULL) WITHOUT ROWID"
                 )
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS remote (key TEXT PRIMARY KEY,"
+                    " entry BLOB NOT NULL) WITHOUT ROWID"
+                )
                 _import_action_files(db, self.root / "ac")
             except sqlite3.Error as err:
                 raise BuildgraphError(
@@ -289,6 +294,17 @@ class Store:
         """Remove the AC entry for ``key`` (its objects stay); False if there was none."""
         done = self._sql("DELETE FROM actions WHERE key = ?", (key,))
         return done.rowcount > 0
+
+    def get_remote(self, key: str) -> bytes | None:
+        """The verified remote-cache entry kept for ``key`` (see remote.py), if any."""
+        row = self._sql("SELECT entry FROM remote WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_remote(self, key: str, entry: bytes) -> None:
+        self._sql("INSERT OR REPLACE INTO remote VALUES (?, ?)", (key, entry))
+
+    def drop_remote(self, key: str) -> None:
+        self._sql("DELETE FROM remote WHERE key = ?", (key,))
 
     # -- scratch ---------------------------------------------------------------
     @contextlib.contextmanager

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .. import variables
+from .. import remote, variables
 from ..engine.errors import BuildgraphError
 from ..engine.yamlsrc import load
 from . import flags
@@ -43,12 +43,14 @@ def add_parser(sub: Any) -> None:
     cmd.add_argument("--output", type=Path, help="directory to copy the asset to (default: _out)")
     cmd.add_argument("--output-kind", choices=KINDS, help="build this kind of asset instead")
     flags.add_to(cmd)
+    remote.add_flag(cmd)
     cmd.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.session import Session
 
+    remote.apply_flag(args)
     root = Path(args.root).resolve()
     platforms = _platforms(root)
     profile = _resolve(args, platforms)

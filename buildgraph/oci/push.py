@@ -72,7 +72,7 @@ class PushReport:
 
 
 @dataclass
-class _Manifest:
+class Manifest:
     """A manifest or index to PUT: its exact stored bytes (its digest is over them)."""
 
     digest: str
@@ -86,7 +86,7 @@ class _Content:
 
     name: str
     blobs: dict[str, Descriptor]
-    manifests: list[_Manifest]
+    manifests: list[Manifest]
 
 
 # -- what to send ----------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def _walk(layout: Layout, desc: Descriptor, where: str, content: _Content, depth
             blob = Descriptor.from_json(entry)
             _check_blob(layout, blob, where)
             content.blobs.setdefault(blob.digest, blob)
-    content.manifests.append(_Manifest(desc.digest, media_type, data))
+    content.manifests.append(Manifest(desc.digest, media_type, data))
 
 
 def _collect(layout: Layout, source_ref: str) -> _Content:
@@ -235,8 +235,8 @@ def _check_answer(
         raise _mismatch(dest, what, sent, answered)
 
 
-def _blob_exists(client: Client, dest: Reference, blob: Descriptor) -> bool:
-    path = f"/v2/{dest.repository}/blobs/{blob.digest}"
+def blob_exists(client: Client, dest: Reference, digest: str) -> bool:
+    path = f"/v2/{dest.repository}/blobs/{digest}"
     response = client.open(dest, "HEAD", path, actions=PUSH)
     if response.status in (200, 404):
         response.close()
@@ -245,7 +245,7 @@ def _blob_exists(client: Client, dest: Reference, blob: Descriptor) -> bool:
         client,
         dest,
         response,
-        f"to say whether it has blob {blob.digest}",
+        f"to say whether it has blob {digest}",
         "retry later; if it persists, check the registry's logs or status page",
     )
 
@@ -281,7 +281,23 @@ def _upload_url(client: Client, dest: Reference, location: str, digest: str) -> 
 
 
 def _upload(client: Client, layout: Layout, dest: Reference, blob: Descriptor) -> int:
-    """POST an upload, then PUT the stored file in one request; returns the bytes sent."""
+    """Upload a blob of the store; returns the bytes sent."""
+    streams: list[_Counting] = []
+    body = _file_body(layout.blob_path(blob.digest), streams)
+    upload_blob(client, dest, blob.digest, blob.size, body, lambda: layout.verify_blob(blob.digest))
+    return sum(stream.count for stream in streams)  # a retry after a 401 sends it again
+
+
+def upload_blob(
+    client: Client,
+    dest: Reference,
+    digest: str,
+    size: int,
+    body: bytes | Callable[[], IO[bytes]],
+    damaged: Callable[[], None] = lambda: None,
+) -> None:
+    """POST an upload, then PUT the blob in one request. ``damaged`` is called on a refusal
+    that is not about access, to name a damaged source instead if it is one."""
     path = f"/v2/{dest.repository}/blobs/uploads/"
     started = client.open(dest, "POST", path, {"Content-Length": "0"}, body=b"", actions=PUSH)
     hint = (
@@ -289,30 +305,26 @@ def _upload(client: Client, layout: Layout, dest: Reference, blob: Descriptor) -
         "configuration, or that the account may push"
     )
     if started.status != 202:
-        raise _denied_or_refused(client, dest, started, f"an upload of blob {blob.digest}", hint)
+        raise _denied_or_refused(client, dest, started, f"an upload of blob {digest}", hint)
     location = started.headers.get("Location")
     started.close()
     if not location:
-        raise _refused(dest, f"an upload of blob {blob.digest}", "no Location header", hint)
-    url = _upload_url(client, dest, location, blob.digest)
-    streams: list[_Counting] = []
+        raise _refused(dest, f"an upload of blob {digest}", "no Location header", hint)
+    url = _upload_url(client, dest, location, digest)
     response = client.open(
         dest,
         "PUT",
         url,
-        {"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)},
-        body=_file_body(layout.blob_path(blob.digest), streams),
+        {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        body=body,
         actions=PUSH,
     )
     if response.status not in (201, 401, 403):
-        layout.verify_blob(blob.digest)  # a damaged stored blob is the likelier cause: name it
+        damaged()
     if response.status != 201:
-        raise _denied_or_refused(
-            client, dest, response, f"blob {blob.digest} ({blob.size} bytes)", hint
-        )
+        raise _denied_or_refused(client, dest, response, f"blob {digest} ({size} bytes)", hint)
     with response:
-        _check_answer(dest, response, f"blob {blob.digest}", blob.digest)
-    return sum(stream.count for stream in streams)  # a retry after a 401 sends it again
+        _check_answer(dest, response, f"blob {digest}", digest)
 
 
 def _file_body(path: Path, streams: list[_Counting]) -> Callable[[], IO[bytes]]:
@@ -332,7 +344,7 @@ def _file_body(path: Path, streams: list[_Counting]) -> Callable[[], IO[bytes]]:
     return open_body
 
 
-def _put_manifest(client: Client, dest: Reference, manifest: _Manifest, reference: str) -> None:
+def put_manifest(client: Client, dest: Reference, manifest: Manifest, reference: str) -> None:
     response = client.open(
         dest,
         "PUT",
@@ -382,7 +394,7 @@ def push(
     logger = log.get()
     uploaded = skipped = sent = 0
     for blob in content.blobs.values():
-        if _blob_exists(client, dest, blob):
+        if blob_exists(client, dest, blob.digest):
             skipped += 1
             logger.debug("push_blob", dest=dest.name, digest=blob.digest, status="present")
             continue
@@ -393,10 +405,10 @@ def push(
             "push_blob", dest=dest.name, digest=blob.digest, status="uploaded", bytes=count
         )
     for manifest in children:
-        _put_manifest(client, dest, manifest, manifest.digest)
+        put_manifest(client, dest, manifest, manifest.digest)
     references = [r for r in (dest.tag, dest.digest) if r] or ["latest"]
     for reference in references:
-        _put_manifest(client, dest, top, reference)
+        put_manifest(client, dest, top, reference)
     report = PushReport(
         dest=dest,
         digest=top.digest,

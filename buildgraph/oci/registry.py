@@ -74,6 +74,10 @@ class RegistryError(BuildgraphError):
     """A registry that cannot be reached, refuses access, or serves something else."""
 
 
+class MismatchError(RegistryError):
+    """A manifest or blob that is not the bytes its digest names."""
+
+
 class NotFoundError(RegistryError):
     """The registry has no such repository, tag, manifest or blob (HTTP 404)."""
 
@@ -474,7 +478,7 @@ class Client:
 
     # API
 
-    def _check(self, ref: Reference, response: http.client.HTTPResponse, what: str) -> None:
+    def check(self, ref: Reference, response: http.client.HTTPResponse, what: str) -> None:
         if response.status in (200, 203):
             return
         body = response.read(64 << 10) if response.status >= 400 else b""
@@ -499,7 +503,7 @@ class Client:
         """(body, media type, digest) of a manifest or index, verified against its digest."""
         path = f"/v2/{ref.repository}/manifests/{reference}"
         response = self.open(ref, "GET", path, {"Accept": ACCEPT})
-        self._check(ref, response, "manifest")
+        self.check(ref, response, "manifest")
         with response:
             try:
                 body = response.read(_MAX_MANIFEST + 1)
@@ -526,7 +530,7 @@ class Client:
         path = f"/v2/{ref.repository}/manifests/{ref.reference}"
         response = self.open(ref, "HEAD", path, {"Accept": ACCEPT})
         if response.status in (404, 401, 403):
-            self._check(ref, response, "manifest")
+            self.check(ref, response, "manifest")
         with response:
             digest = response.headers.get("Docker-Content-Digest")
             ok = response.status == 200
@@ -541,7 +545,7 @@ class Client:
         if dest.has_blob(digest):
             return Descriptor(media_type, digest, dest.blob_path(digest).stat().st_size)
         response = self.open(ref, "GET", f"/v2/{ref.repository}/blobs/{digest}")
-        self._check(ref, response, f"blob {digest}")
+        self.check(ref, response, f"blob {digest}")
         with response:
             try:
                 return dest.put_blob_stream(
@@ -558,7 +562,7 @@ class Client:
                 raise self.unreachable(ref, err) from None
 
     def mismatch(self, ref: Reference, expected: str, actual: str, what: str) -> RegistryError:
-        return RegistryError(
+        return MismatchError(
             f"digest mismatch for the {what} of {ref} from registry {ref.registry}: "
             f"expected {expected}, got {actual}",
             hint="if the reference pins a digest, check it (the tag may have moved); otherwise "
