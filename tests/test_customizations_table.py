@@ -103,5 +103,5 @@ def test_every_row_is_a_variable_a_profile_field_and_its_flag_an_imager_option()
         if row.flag is not None:
             assert row.flag.option in options
             assert variable.derived_from == "IMAGER_ARGS"
-    own = {"-h", "--help", "--arch", "--platform", "--output", "--output-kind"}
+    own = {"-h", "--help", "--arch", "--platform", "--output", "--output-kind", "--remote-cache"}
     assert options - own == {flag.option for _row, flag in customizations.FLAGS}

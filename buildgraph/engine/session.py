@@ -561,7 +561,8 @@ class Session:
         if os.getpid() != self._planner:  # a doit worker: the planner cannot see our memory
             placed = {name: self.state.placed[name] for name in node.outputs}
             self.state.write_journal(label, result, placed)
-        log.node(label, node.target, node.arch, key, status, time.monotonic() - started, fetched)
+        said = {} if fetched is None else {"downloaded": fetched}
+        log.node(label, node.target, node.arch, key, status, time.monotonic() - started, **said)
         return status
 
     def _remote_hit(self, node: NodePlan, key: str, components: list) -> Outputs | None:
