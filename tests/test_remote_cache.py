@@ -310,8 +310,10 @@ def test_sigkill_while_uploading_leaves_no_tag_naming_missing_content(shared, tm
     # The next build succeeds (the local cache kept the result); `cache push` completes
     # the upload the kill cut short.
     for argv in (["doit", "big"], ["buildgraph.cli", "cache", "push", "big"]):
-        again = subprocess.run([sys.executable, "-m", *argv], cwd=root, env=env,
-                               capture_output=True, text=True, check=False, timeout=300)  # fmt: skip
+        again = subprocess.run(
+            [sys.executable, "-m", *argv],
+            cwd=root, env=env, capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
         assert again.returncode == 0, again.stderr[-3000:]
     assert "1 entries pushed" in again.stdout, again.stdout
     tags = json.loads(_http_repo(registry, "ci/killed", "/tags/list") or b"{}").get("tags")
