@@ -318,6 +318,12 @@ def test_sigkill_while_uploading_leaves_no_tag_naming_missing_content(shared, tm
     assert "1 entries pushed" in again.stdout, again.stdout
     tags = json.loads(_http_repo(registry, "ci/killed", "/tags/list") or b"{}").get("tags")
     assert len(tags) == 1 and tags[0].startswith("ac-")
+    # Pruning deletes entries by digest; one younger than the age stays.
+    prune = [sys.executable, "-m", "buildgraph.cli", "cache", "prune-remote", "--older-than"]
+    for age, deleted in (("1d", "0 entries"), ("0s", "1 entries")):
+        done = subprocess.run([*prune, age], cwd=root, env=env, capture_output=True, text=True)
+        assert done.returncode == 0 and deleted in done.stdout, done.stdout + done.stderr
+    assert _http_repo(registry, "ci/killed", f"/manifests/{tags[0]}") is None
 
 
 def _http_repo(registry, repo: str, path: str) -> bytes | None:
