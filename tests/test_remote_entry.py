@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from buildgraph.engine.sparse import write_into
 from buildgraph.remote import chunks
 from buildgraph.remote.entry import (
     Chunk,
@@ -32,7 +33,7 @@ def _cut_and_restore(src: Path, dest: Path) -> int:
     try:
         for offset, data in chunks.data_chunks(src):
             blob = chunks.compress(data)
-            chunks.write(fd, offset, chunks.decompress(blob, len(data)))
+            write_into(chunks.decompress(blob, len(data)), fd, offset)
             sent += 1
     finally:
         os.close(fd)

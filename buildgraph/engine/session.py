@@ -41,7 +41,7 @@ from .hashing import (
 from .nodeplan import NodePlan, static_components
 from .specs_files import spec_files
 from .state import State, load_marshal, save_marshal, workspace_dir
-from .store import Outputs, Store, atomic_write, default_cache_dir, ensure_dir
+from .store import Outputs, Store, atomic_write, default_cache_dir
 from .variables import Values, may_be_variable, resolve
 
 PLAN_FORMAT = 1
@@ -476,13 +476,10 @@ class Session:
                 if self.status[dep] != "cached":
                     continue
                 key, outputs = self.resolved[dep]
-                missing = [n for n, (d, _s) in outputs.items() if not self.store.has_object(d)]
-                if not missing:
+                if all(self.store.has_object(digest) for digest, _size in outputs.values()):
                     continue
                 entry = self._remote_entry(key)
-                if entry is not None and (
-                    dry or all(self._fetch(dep, entry, n, outputs[n][0]) for n in missing)
-                ):
+                if entry is not None and (dry or self._fetch_missing(dep, entry, outputs)):
                     continue
                 self.status[dep] = "run"
                 del self.resolved[dep]
@@ -496,10 +493,16 @@ class Session:
             entry = self.store.get_remote(key)
         return entry
 
+    def _fetch_missing(self, label: str, entry: bytes, outputs: Outputs) -> bool:
+        """Fetch every output of a remote hit the CAS lacks; False if one is lost."""
+        return all(
+            self.store.has_object(digest) or self._fetch(label, entry, name, digest)
+            for name, (digest, _size) in outputs.items()
+        )
+
     def _fetch(self, label: str, entry: bytes, name: str, digest: str) -> bool:
         """Put output ``name`` of a remote hit into the CAS; False (said) if it is lost."""
         assert self.remote is not None
-        ensure_dir(self.store.tmp)
         with self.store.scratch(reuse=False) as scratch:
             path = scratch / "out" / "fetched"
             try:
@@ -576,13 +579,7 @@ class Session:
             return None
         self.store.put_remote(key, hit.entry)
         outputs = _declared_order(node, hit.outputs)
-        for name in node.outputs:
-            digest = outputs[name][0]
-            if not self.store.has_object(digest) and not self._fetch(
-                node.label, hit.entry, name, digest
-            ):
-                return None
-        return outputs
+        return outputs if self._fetch_missing(node.label, hit.entry, outputs) else None
 
     def _upload(self, key: str, inputs: str, outputs: Outputs) -> bool:
         """Give the remote cache a result this machine has; False if it had it already."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zstandard
 
-from ..engine.sparse import extents, write_into
+from ..engine.sparse import extents
 
 CHUNK = 32 << 20
 LEVEL = 3
@@ -63,7 +63,3 @@ def create(dest: Path, size: int, executable: bool) -> int:
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if executable else 0o644)
     os.ftruncate(fd, size)
     return fd
-
-
-def write(fd: int, offset: int, data: bytes) -> None:
-    write_into(data, fd, offset)

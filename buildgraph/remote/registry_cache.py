@@ -19,7 +19,6 @@ import hashlib
 import http.client
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from typing import Any, TypeVar
 from ..engine import log
 from ..engine.errors import BuildgraphError
 from ..engine.remote import Hit, LostError, Miss
+from ..engine.sparse import write_into
 from ..oci.layout import OCI_MANIFEST
 from ..oci.push import Manifest, blob_exists, put_manifest, upload_blob
 from ..oci.reference import Reference
@@ -74,8 +74,6 @@ class RegistryCache:
         self.trusted = {key_id_of(public): public for public in trusted}
         self.client = Client(timeout=TIMEOUT)
         self._down: str | None = None
-        self._lock = threading.Lock()
-        self.requests = 0
 
     # -- reading -------------------------------------------------------------------------
 
@@ -173,7 +171,7 @@ class RegistryCache:
                 data = chunks.decompress(blob, chunk.length)
                 if chunks.sha256(data) != chunk.sha256:
                     raise EntryError(f"chunk at {chunk.offset} is not the bytes its entry names")
-                chunks.write(fd, chunk.offset, data)
+                write_into(data, fd, chunk.offset)
                 return len(blob)
 
             return sum(_parallel(one, list(output.chunks)))
@@ -274,8 +272,6 @@ class RegistryCache:
     def _open(
         self, method: str, path: str, headers: dict[str, str] | None = None
     ) -> http.client.HTTPResponse:
-        with self._lock:
-            self.requests += 1
         return self.client.open(self.ref, method, f"/v2/{self.ref.repository}{path}", headers)
 
     def _unreachable(self, err: RegistryError, uploading: bool = False) -> None:
