@@ -26,6 +26,7 @@ from .engine.variables import (
     const,
     one_of,
     ref,
+    rooted,
 )
 from .imager import customizations
 from .imager.customizations import Customization, image_reference
@@ -208,6 +209,21 @@ TABLE: tuple[Variable, ...] = (
         "empty",
     ),
     *map(_customization_row, customizations.TABLE),
+    Variable(
+        "SECUREBOOT",
+        const("false"),
+        boolean,
+        "disk images boot a signed UKI under Secure Boot (named <platform>-<arch>-secureboot)",
+        "false",
+    ),
+    Variable(
+        "SECUREBOOT_KEYS",
+        const(""),
+        accepting(lambda value: "\n" not in value, "a directory"),
+        "directory of the Secure Boot keys secure boot assets are signed with",
+        "none (`buildgraph secureboot keys DIR` makes a set)",
+        rooted=lambda value, root: value and rooted(value, root),
+    ),
     Variable(
         "ZSTD_LEVEL",
         const("18"),

@@ -58,7 +58,7 @@ BROKEN
 }
 
 func TestBootFactsOrder(t *testing.T) {
-	facts := bootFacts("quiet", nil, metaValues{})
+	facts := bootFacts("quiet", nil, metaValues{}, "")
 	keys := []string{"version", "arch", "cmdline", "kernel"}
 	if len(facts) != len(keys) {
 		t.Fatalf("got %v", facts)
@@ -76,7 +76,7 @@ func TestBannerWithExtensionsAndMeta(t *testing.T) {
 		{"001-firmware.sqsh", "firmware", "20261201"},
 	}
 	meta := metaValues{0xb: "x", 0xa: "hello", 0x10: "a b"}
-	facts := bootFacts("quiet", exts, meta)
+	facts := bootFacts("quiet", exts, meta, "")
 	if len(facts) != 6 {
 		t.Fatalf("got %v", facts)
 	}
@@ -85,12 +85,12 @@ func TestBannerWithExtensionsAndMeta(t *testing.T) {
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	facts = bootFacts("quiet", nil, metaValues{0xa: "hello", 0xb: "x"})
+	facts = bootFacts("quiet", nil, metaValues{0xa: "hello", 0xb: "x"}, "")
 	if got := banner(facts[4:]); got != "booted meta=0xa=hello,0xb=x" {
 		t.Fatalf("got %s", got)
 	}
-	facts = bootFacts("quiet", exts[:1], nil)
-	if got := banner(facts[4:]); got != "booted extensions=hello@1.0.0" {
+	facts = bootFacts("quiet", exts[:1], nil, "1")
+	if got := banner(facts[4:]); got != "booted extensions=hello@1.0.0 secureboot=1" {
 		t.Fatalf("got %s", got)
 	}
 }

@@ -68,13 +68,14 @@ func boot() {
 		say("root is an overlay of squashfs and tmpfs")
 	}
 
+	secureBoot := secureBootState()
 	say("switching root")
 	check("switch root", switchRoot(newRoot))
 
 	for _, path := range lsPaths(params) {
 		emit(lsLine(path))
 	}
-	emit(banner(bootFacts(cmdline, exts, meta)))
+	emit(banner(bootFacts(cmdline, exts, meta, secureBoot)))
 	if poweroffWanted {
 		powerOff()
 	}
@@ -85,8 +86,9 @@ func boot() {
 
 // bootFacts are the banner's fields, read in the new root: version, arch and cmdline
 // first, always in this order, then the kernel release, then the extensions
-// (name@version, in layer order) and the META values (key=value, by key) if any.
-func bootFacts(cmdline string, exts []extension, meta metaValues) []field {
+// (name@version, in layer order) and the META values (key=value, by key) if any,
+// then secureboot=0|1 on EFI firmware.
+func bootFacts(cmdline string, exts []extension, meta metaValues, secureBoot string) []field {
 	version := "unknown"
 	for _, path := range []string{"/etc/os-release", "/usr/lib/os-release"} {
 		if text, err := os.ReadFile(path); err == nil {
@@ -111,6 +113,9 @@ func bootFacts(cmdline string, exts []extension, meta metaValues) []field {
 	}
 	if len(meta) > 0 {
 		facts = append(facts, field{"meta", metaString(meta)})
+	}
+	if secureBoot != "" {
+		facts = append(facts, field{"secureboot", secureBoot})
 	}
 	return facts
 }

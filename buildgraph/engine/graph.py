@@ -19,7 +19,7 @@ from .errors import SpecError, UnknownTargetError
 from .hashing import encode
 from .nodeplan import NodePlan, static_components
 from .specs import Need, Specs, TargetSpec, arch_not_built, references, select_arch, substitute
-from .variables import ARCHES, Values, lookup
+from .variables import ARCHES, Values, is_set, lookup
 
 _GLOB = set("*?[")
 
@@ -140,9 +140,9 @@ def expand(
 def _dep_labels(
     specs: Specs, values: Values, spec: TargetSpec, arch: str | None, need: Need
 ) -> list[str]:
-    if need.unless and values[need.unless[2:-1]]:
+    if need.unless and is_set(values[need.unless[2:-1]]):
         return []
-    if need.when and not values[need.when[2:-1]]:
+    if need.when and not is_set(values[need.when[2:-1]]):
         return []
     dep = specs.resolve(need.target)
     if not dep.per_arch:

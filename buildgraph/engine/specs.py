@@ -39,8 +39,8 @@ TARGET_KEYS = {
     " {per_arch: {amd64: x, arm64: y}} gives each arch its own value",
     "sources": "repo files and globs it reads",
     "needs": "targets whose outputs it reads: a name, or {target, arches: same|all,"
-    " unless: ${VARIABLE}, when: ${VARIABLE}} (unless: only while the variable is empty;"
-    " when: only while it is not)",
+    " unless: ${VARIABLE}, when: ${VARIABLE}} (unless: only while the variable is unset:"
+    " empty or false; when: only while it is set)",
     "vars": "variables it reads beyond those its params name",
     "outputs": "file names it produces in _out/",
     "profiles": "for a name with %: the directory of profile files it expands over;"
@@ -49,7 +49,10 @@ TARGET_KEYS = {
 FILE_KEYS = ("targets", "default", "variables", "packages", "aliases")
 NEED_KEYS = ("target", "arches", "unless", "when")
 BUILTIN_NAMES = ("ARCH", "PROFILE")
-_REF = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+_REF = re.compile(r"\$\{([A-Za-z0-9_]+)(?::\+([^${}]*))?\}")
+"""``${NAME}``, or ``${NAME:+text}``: ``text`` while NAME is set (see variables.is_set), else
+nothing, as in the shell."""
+_PLAIN_REF = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _PROFILE_REF = re.compile(r"\$\$|\$\{profile\.([^}]*)\}")
 """A profile field, ``${profile.FIELD}``; ``$$`` is matched so that ``$${profile.x}`` is not."""
 
@@ -551,7 +554,7 @@ def _target(
         *((n.unless, "needs") for n in needs),
         *((n.when, "needs") for n in needs),
     ]:
-        for ref in _REF.findall(text.replace("$$", "")):
+        for ref in _names(text):
             if ref == "ARCH" and not per_arch:
                 raise SpecError(
                     where(rel, body, key), f"${{ARCH}} in target {name!r}, which is not per_arch"
@@ -645,11 +648,11 @@ def _need(item: Any, rel: str, body: LDict, index: int, profile: str | None) -> 
     elif isinstance(item, dict) and "target" in item:
         _reject_unknown(item, NEED_KEYS, rel, "need")
         target, arches = str(item["target"]), str(item.get("arches", "same"))
-        if arches not in ("same", "all") and not _REF.fullmatch(arches):
+        if arches not in ("same", "all") and not _PLAIN_REF.fullmatch(arches):
             raise SpecError(here, f"arches {arches!r}: use same, all or ${{VARIABLE}}")
         for key in ("unless", "when"):
             ref = str(item.get(key, ""))
-            if ref and not _REF.fullmatch(ref):
+            if ref and not _PLAIN_REF.fullmatch(ref):
                 raise SpecError(here, f"{key} {ref!r}: give one ${{VARIABLE}}")
     else:
         raise SpecError(here, "a need is a target name or {target: NAME, arches: same|all}")
@@ -789,15 +792,27 @@ _ABSENT = object()
 
 def references(value: Any) -> set[str]:
     """The variables ``${NAME}`` in every string of ``value``."""
-    return {ref for text in _texts(value) for ref in _REF.findall(text.replace("$$", ""))}
+    return {ref for text in _texts(value) for ref in _names(text)}
+
+
+def _names(text: str) -> list[str]:
+    return [match.group(1) for match in _REF.finditer(text.replace("$$", ""))]
 
 
 def substitute(value: Any, lookup: dict[str, str]) -> Any:
-    """Replace ``${NAME}`` in every string of ``value``; ``$$`` stands for ``$``."""
+    """Replace ``${NAME}`` and ``${NAME:+text}`` in every string of ``value``; ``$$``
+    stands for ``$``."""
     if isinstance(value, str):
         if "$" not in value:
             return value
-        return _REF.sub(lambda m: lookup[m.group(1)], value.replace("$$", "\0")).replace("\0", "$")
+
+        def value_of(match: re.Match[str]) -> str:
+            found, alternative = lookup[match.group(1)], match.group(2)
+            if alternative is None:
+                return found
+            return alternative if variables.is_set(found) else ""
+
+        return _REF.sub(value_of, value.replace("$$", "\0")).replace("\0", "$")
     if isinstance(value, dict):
         return {k: substitute(v, lookup) for k, v in value.items()}
     if isinstance(value, list):

@@ -131,6 +131,12 @@ def boolean(value: str) -> str:
     raise Rejected("true or false (also 1/0, yes/no)")
 
 
+def is_set(value: str) -> bool:
+    """Whether a value counts as given where a need's ``when:``/``unless:`` or a
+    ``${NAME:+text}`` asks: not empty, and not a :func:`boolean`'s false."""
+    return value not in ("", "false")
+
+
 def shell_words(value: str) -> str:
     try:
         shlex.split(value)

@@ -30,6 +30,7 @@ MODULES: dict[str, str] = {
         ("pyz", ["pyz"]),
         ("imagefile", ["files"]),
         ("extensions", ["extensions"]),
+        ("secureboot", ["uki", "secureboot-enroll", "secureboot-iso"]),
     )
     for name in names
 }

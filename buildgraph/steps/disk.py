@@ -27,7 +27,16 @@ from ..engine.errors import StepFailedError
 from ..engine.step import ParamError, Role, StepContext, clean_env, step
 from ..formats import biosboot, meta
 from . import check_epoch, check_types
-from .grub import BIOS, EFI_LOADER, Grub, check_firmware, early_config, grub_cfg, make_esp
+from .grub import (
+    BIOS,
+    EFI_LOADER,
+    Grub,
+    check_firmware,
+    early_config,
+    esp_loaders,
+    grub_cfg,
+    make_esp,
+)
 from .overlay import Overlay
 from .overlay import load as load_overlay
 
@@ -113,28 +122,42 @@ def check_size(value: object, firmware: list[str]) -> int:
     version=2,
     tools=("grub-mkimage", "mkfs.vfat", "mmd", "mcopy", "mke2fs", "debugfs", "sgdisk"),
     check=_check,
-    inputs=[Role("kernel"), Role("initramfs"), Role("cmdline-%"), Grub.ROLE,
-            Role("overlay", optional=True)],
+    inputs=[Role("kernel"), Role("initramfs"), Role("cmdline-%"),
+            Role(Grub.ROLE.name, optional=True), Role("overlay", optional=True),
+            Role("uki-%", optional=True), Role("secureboot-enroll", optional=True)],
 )
 def disk(ctx: StepContext) -> None:
-    """Make the filesystems and GRUB images, partition the disk and fill it in."""
+    """Make the filesystems and boot loaders, partition the disk and fill it in.
+
+    With a signed UKI (the ``uki-%`` need, SECUREBOOT=true) the ESP holds the UKI as
+    the firmware's loader and the enrollment files, there is no GRUB and no BIOS boot
+    partition (a BIOS path would go around Secure Boot), and BOOT holds only an
+    overlay's files."""
     (out,) = ctx.outputs
     epoch = int(ctx.params["epoch"])
-    firmware = ctx.params["firmware"]
     work = ctx.out_dir.parent
     env = clean_env(SOURCE_DATE_EPOCH=str(epoch), E2FSPROGS_FAKE_TIME=str(epoch))
-    grub = Grub(ctx, work, env)
     boot_uuid = guid("BOOT-filesystem").lower()
     early = work / "early.cfg"
-    early.write_text(early_config(f"--fs-uuid {boot_uuid}", "/grub"))
+    uki = ctx.optional_input("uki-%")
+    if uki is None:
+        early.write_text(early_config(f"--fs-uuid {boot_uuid}", "/grub"))
+        firmware = ctx.params["firmware"]
+        grub = Grub(ctx, work, env)
+        loaders = []
+        for platform in (p for p in firmware if p in EFI_LOADER):
+            loader = work / EFI_LOADER[platform]
+            grub.mkimage(platform, platform, early, "/grub", MODULES[platform], loader)
+            loaders.append(loader)
+        files = esp_loaders(loaders)
+    else:
+        from .secureboot import esp_files
 
-    loaders = []
-    for platform in (p for p in firmware if p in EFI_LOADER):
-        loader = work / EFI_LOADER[platform]
-        grub.mkimage(platform, platform, early, "/grub", MODULES[platform], loader)
-        loaders.append(loader)
+        assert ctx.arch is not None
+        firmware = [p for p in ctx.params["firmware"] if p != BIOS]
+        files = esp_files(uki, ctx.input("secureboot-enroll"), work, ctx.arch)
     esp = work / "efi.img"
-    make_esp(ctx, esp, loaders, env, epoch, EFI.size // 1024,
+    make_esp(ctx, esp, files, env, epoch, EFI.size // 1024,
              volume_id=guid("EFI-filesystem")[:8], label="EFI")  # fmt: skip
 
     overlay_tar = ctx.optional_input("overlay")
@@ -150,7 +173,7 @@ def disk(ctx: StepContext) -> None:
         raise StepFailedError(str(err)) from None
     boot = work / "boot.img"
     _boot_filesystem(ctx, work / "boot", boot, boot_uuid, env, epoch,
-                     overlay and (overlay_tar, overlay))  # fmt: skip
+                     overlay and (overlay_tar, overlay), grub=uki is None)  # fmt: skip
     values = meta.parse_words(shlex.split(ctx.params.get("meta", "")))
 
     path = ctx.output(out)
@@ -173,17 +196,21 @@ def _boot_filesystem(
     env: dict[str, str],
     epoch: int,
     overlay: tuple[Path, Overlay] | None = None,
+    grub: bool = True,
 ) -> None:
-    """BOOT: A/vmlinuz, A/initramfs.xz and grub/grub.cfg in an ext4 made from a tree,
-    with an overlay's boot files and its options (overlay/options.yaml)."""
+    """BOOT: A/vmlinuz, A/initramfs.xz and grub/grub.cfg (when GRUB boots the disk) in
+    an ext4 made from a tree, with an overlay's boot files and its options
+    (overlay/options.yaml)."""
     tree.mkdir()
     if overlay is not None:
         _overlay_files(tree, *overlay)
-    (tree / "A").mkdir(exist_ok=True)
-    (tree / "grub").mkdir(exist_ok=True)
-    shutil.copyfile(ctx.input("kernel"), tree / "A" / "vmlinuz")
-    shutil.copyfile(ctx.input("initramfs"), tree / "A" / "initramfs.xz")
-    (tree / "grub" / "grub.cfg").write_text(grub_cfg(ctx.input("cmdline-%").read_text(), "/A"))
+    if grub:
+        (tree / "A").mkdir(exist_ok=True)
+        (tree / "grub").mkdir(exist_ok=True)
+        shutil.copyfile(ctx.input("kernel"), tree / "A" / "vmlinuz")
+        shutil.copyfile(ctx.input("initramfs"), tree / "A" / "initramfs.xz")
+        cmdline = ctx.input("cmdline-%").read_text()
+        (tree / "grub" / "grub.cfg").write_text(grub_cfg(cmdline, "/A"))
     paths = sorted(tree.rglob("*"))
     for p in [tree, *paths]:
         os.utime(p, (epoch, epoch))

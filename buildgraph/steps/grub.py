@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
-from pathlib import Path
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
 
 from ..engine.errors import StepFailedError
 from ..engine.step import Role, StepContext
@@ -96,18 +97,30 @@ class Grub:
 def make_esp(
     ctx: StepContext,
     image: Path,
-    loaders: Sequence[Path],
+    files: Mapping[str, Path],
     env: dict[str, str],
     epoch: int,
     size_kib: int,
     volume_id: str,
     label: str,
 ) -> None:
-    """A FAT EFI system partition holding ``loaders`` in EFI/BOOT, byte-reproducible."""
+    """A FAT EFI system partition holding ``files`` (path in the ESP -> file), byte-
+    reproducible: a fixed volume id, every file's time pinned to ``epoch``."""
     ctx.run(["mkfs.vfat", "--invariant", "-i", volume_id, "-n", label,
              "-C", str(image), str(size_kib)], env=env)  # fmt: skip
-    ctx.run(["mmd", "-i", str(image), "::/EFI", "::/EFI/BOOT"], env=env)
-    for loader in loaders:
-        os.utime(loader, (epoch, epoch))
-        ctx.run(["mcopy", "-m", "-i", str(image), str(loader), f"::/EFI/BOOT/{loader.name}"],
-                env=env)  # fmt: skip
+    directories = sorted(
+        {p for dest in files for p in PurePosixPath(dest).parents} - {PurePosixPath(".")}
+    )
+    ctx.run(["mmd", "-i", str(image), *(f"::/{d}" for d in directories)], env=env)
+    staged = image.with_name(image.name + ".files")
+    for dest, source in sorted(files.items()):
+        copy = staged / dest  # mcopy -m takes the file's time: pin a copy's, not an input's
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
+        os.utime(copy, (epoch, epoch))
+        ctx.run(["mcopy", "-m", "-i", str(image), str(copy), f"::/{dest}"], env=env)
+
+
+def esp_loaders(loaders: Sequence[Path]) -> dict[str, Path]:
+    """GRUB's EFI images where firmware looks for them: EFI/BOOT/<name>."""
+    return {f"EFI/BOOT/{loader.name}": loader for loader in loaders}

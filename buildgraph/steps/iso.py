@@ -16,11 +16,21 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..engine.step import Role, StepContext, clean_env, step
 from . import check_epoch
-from .grub import BIOS, EFI_LOADER, Grub, check_firmware, early_config, grub_cfg, make_esp
+from .grub import (
+    BIOS,
+    EFI_LOADER,
+    Grub,
+    check_firmware,
+    early_config,
+    esp_loaders,
+    grub_cfg,
+    make_esp,
+)
 
 MARKER = "boot/grub/buildgraph.marker"
 MODULES = {
@@ -33,12 +43,25 @@ MODULES = {
 def _check(params: Mapping[str, Any]) -> None:
     check_epoch(params)
     check_firmware(params.get("firmware"))
+    check_volume(params)
+
+
+def check_volume(params: Mapping[str, Any]) -> None:
     if not isinstance(params.get("volume"), str) or len(params["volume"]) > 32:
-        raise ValueError("the iso step needs params.volume, a volume id of at most 32 bytes")
+        raise ValueError("an ISO needs params.volume, a volume id of at most 32 bytes")
 
 
-def _iso_date(epoch: int) -> str:
-    return time.strftime("%Y%m%d%H%M%S00", time.gmtime(epoch))
+def xorriso_base(out: Path, volume: str, epoch: int) -> list[str]:
+    """xorriso's mkisofs arguments every ISO here starts with: Rock Ridge and Joliet
+    names, the volume id, every date ``epoch``'s."""
+    date = time.strftime("%Y%m%d%H%M%S00", time.gmtime(epoch))
+    return ["xorriso", "-as", "mkisofs", "-o", str(out), "-r", "-J", "-V", volume,
+            "--modification-date=" + date, "-c", "boot/boot.cat"]  # fmt: skip
+
+
+def pin_times(tree: Path, epoch: int) -> None:
+    for path in [tree, *tree.rglob("*")]:
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
 
 
 @step(
@@ -67,9 +90,7 @@ def iso(ctx: StepContext) -> None:
     early = work / "early.cfg"
     early.write_text(early_config(f"--file /{MARKER}", "/boot/grub"))
 
-    xorriso = ["xorriso", "-as", "mkisofs", "-o", str(ctx.output(out)), "-r", "-J",
-               "-V", ctx.params["volume"], "--modification-date=" + _iso_date(epoch),
-               "-c", "boot/boot.cat"]  # fmt: skip
+    xorriso = xorriso_base(ctx.output(out), ctx.params["volume"], epoch)
     if BIOS in platforms:
         bios = tree / "boot" / "grub" / "bios.img"
         grub.mkimage(BIOS, "i386-pc-eltorito", early, "/boot/grub", MODULES[BIOS], bios)
@@ -84,11 +105,10 @@ def iso(ctx: StepContext) -> None:
             grub.mkimage(platform, platform, early, "/boot/grub", MODULES[platform], loader)
             loaders.append(loader)
         size_kib = sum(p.stat().st_size for p in loaders) // 1024 + 512
-        make_esp(ctx, tree / "boot" / "efi.img", loaders, env, epoch, size_kib,
+        make_esp(ctx, tree / "boot" / "efi.img", esp_loaders(loaders), env, epoch, size_kib,
                  volume_id="0xb0071500", label="EFIBOOT")  # fmt: skip
         if BIOS in platforms:
             xorriso.append("-eltorito-alt-boot")
         xorriso += ["-e", "boot/efi.img", "-no-emul-boot", "-efi-boot-part", "--efi-boot-image"]
-    for path in [tree, *tree.rglob("*")]:
-        os.utime(path, (epoch, epoch), follow_symlinks=False)
+    pin_times(tree, epoch)
     ctx.run([*xorriso, str(tree)], env=env)

@@ -96,7 +96,7 @@ def rootfs(ctx: StepContext) -> None:
         link = _target(tree, f"bin/{applet}")
         if not link.exists():
             link.symlink_to("busybox")
-    release = "".join(f'{k}="{v}"\n' for k, v in ctx.params["os_release"].items())
+    release = os_release(ctx.params["os_release"])
     _write(_target(tree, "etc/os-release"), release.encode(), executable=False)
     files = ctx.params.get("files")
     if files:
@@ -118,6 +118,11 @@ def rootfs(ctx: StepContext) -> None:
         ["mksquashfs", str(tree), str(ctx.output(out)), "-noappend", "-quiet", "-no-progress",
          "-reproducible", "-all-root", "-no-xattrs", "-mkfs-time", epoch, "-all-time", epoch],
     )  # fmt: skip
+
+
+def os_release(fields: Mapping[str, Any]) -> str:
+    """os-release(5) text of ``fields``, in their order, each value double-quoted."""
+    return "".join(f'{key}="{value}"\n' for key, value in fields.items())
 
 
 def _write(path: Path, data: bytes, executable: bool) -> None:
