@@ -10,10 +10,10 @@ PACKAGES=(
   git python3 python3-venv ninja-build
   # build steps
   golang-go squashfs-tools xz-utils grub-common mtools dosfstools xorriso zstd e2fsprogs gdisk
-  qemu-utils tar gzip
+  qemu-utils tar gzip sbsigntool faketime
   # tests: independent readers, qemu boots, a registry and a second OCI client
   cpio qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 docker-registry skopeo
-  apache2-utils openssl
+  apache2-utils openssl binutils
 )
 
 missing=()

@@ -4,7 +4,8 @@
 doit, ``cache`` inspects and prunes the cache, ``vars`` prints the variables table,
 ``pins refresh`` re-pins the Debian packages that package images are made of,
 ``push`` sends an image from the embedded store to a registry, ``imager`` builds a
-customized boot asset from a profile (buildgraph/imager/).
+customized boot asset from a profile (buildgraph/imager/), ``secureboot keys`` makes a
+set of Secure Boot keys.
 Arguments of the form NAME=value are build variables, as with doit.
 """
 
@@ -99,6 +100,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     push.set_defaults(func=_push)
 
+    secureboot = sub.add_parser("secureboot", help="Secure Boot keys")
+    secureboot_sub = secureboot.add_subparsers(required=True, metavar="ACTION")
+    keys_help = (
+        "make a new set of Secure Boot keys in DIR: the UKI signing pair, PK/KEK/db"
+        " certificates and their signed .auth variables (for SECUREBOOT_KEYS=DIR)"
+    )
+    keys = secureboot_sub.add_parser("keys", help=keys_help, description=keys_help)
+    keys.add_argument("directory", type=Path, metavar="DIR", help="a new or empty directory")
+    keys.add_argument("--name", default="buildgraph", help="common name prefix of the certificates")
+    keys.set_defaults(func=_secureboot_keys)
+
     from .imager.command import add_parser as add_imager
 
     add_imager(sub)
@@ -187,6 +199,19 @@ def _vars(args: argparse.Namespace) -> int:
         row = variables.lookup(name, values.packages)
         assert row is not None
         print(f"{name:<{width}} {values[name]:<28} ({values.origin(name)}) {row.help}")
+    return 0
+
+
+def _secureboot_keys(args: argparse.Namespace) -> int:
+    from . import secureboot
+
+    for path in secureboot.generate(args.directory, args.name):
+        file = next(f for f in secureboot.FILES if f.name == path.name)
+        print(f"{path}  {file.what}")
+    print(
+        f"build with SECUREBOOT_KEYS={args.directory}; keep PK.key and KEK.key offline:"
+        " no build reads them"
+    )
     return 0
 
 

@@ -40,7 +40,7 @@ class File(NamedTuple):
 
 
 FILES: tuple[File, ...] = (
-    File(SIGNING_KEY, "the private key UKIs are signed with (its certificate is in db)",
+    File(SIGNING_KEY, "the private key UKIs are signed with, whose certificate db holds",
          True, private=True),
     File(SIGNING_CERT, "the certificate of the UKI signing key", True),
     *(File(f"{name}.crt", f"the {name} certificate, for enrollment", True) for name in VARIABLES),

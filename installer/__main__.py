@@ -12,7 +12,10 @@ pyyaml, networkx, xxhash, structlog or doit in the image.
 
 ROOT/usr/install/<arch>/ holds vmlinuz, initramfs.xz, cmdline (the kernel command
 line), grub.tar (the GRUB package's files) and disk.json (the disk params the image was
-built with: {"epoch": ..., "firmware": [...], "size": "1246MiB"}). The disk appears at
+built with: {"epoch": ..., "firmware": [...], "size": "1246MiB"}). A secure boot
+installer image also holds uki.efi (the signed UKI) and secureboot-enroll.tar (the
+enrollment files): then the disk boots the UKI, as ``doit image-metal SECUREBOOT=true``
+builds it. The disk appears at
 PATH complete or not at all: it is made in a scratch directory next to PATH and renamed
 over it. Exit status: 0 done, 1 the disk step failed, 2 bad arguments or inputs or a
 missing tool, 128+N killed by signal N.
@@ -45,6 +48,8 @@ INPUTS = {  # file under usr/install/<arch>/ -> the disk step input it stands fo
     "cmdline": "cmdline-metal",
     "grub.tar": "pkg-grub",
 }
+SECUREBOOT_INPUTS = {"uki.efi": "uki-metal", "secureboot-enroll.tar": "secureboot-enroll"}
+"""The files of a secure boot installer image, which boots them instead of GRUB."""
 PARAMS = "disk.json"
 PARAM_KEYS = ("epoch", "firmware", "size")
 PACKAGES = {  # the disk step's tools -> Debian package (a test keeps it = buildgraph.tools')
@@ -108,7 +113,7 @@ def install(root: Path, arch: str, dest: Path, size: str | None = None) -> None:
     root, dest = root.absolute(), dest.absolute()  # the step runs its tools in its out dir
     if arch not in ARCHES:
         raise UsageError(f"unknown arch {arch!r}; known: {', '.join(ARCHES)}")
-    assets = _assets(root, arch)
+    assets, inputs = _assets(root, arch)
     params = _params(assets / PARAMS, size)
     disk_step = REGISTRY["disk"]
     tool_paths = _tools(disk_step.tools)
@@ -126,7 +131,7 @@ def install(root: Path, arch: str, dest: Path, size: str | None = None) -> None:
             arch=arch,
             root=root,
             sources=[],
-            inputs={f"{label}:{arch}": {name: assets / name} for name, label in INPUTS.items()},
+            inputs={f"{label}:{arch}": {name: assets / name} for name, label in inputs.items()},
             out_dir=out_dir,
             outputs=("disk.raw",),
             tool_paths=tool_paths,
@@ -145,12 +150,17 @@ def install(root: Path, arch: str, dest: Path, size: str | None = None) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _assets(root: Path, arch: str) -> Path:
-    """ROOT/usr/install/<arch>/, checked to hold every file the disk is made from."""
+def _assets(root: Path, arch: str) -> tuple[Path, dict[str, str]]:
+    """ROOT/usr/install/<arch>/, checked to hold every file the disk is made from, and
+    those files (name -> the disk step input each stands for)."""
     if not root.is_dir():
         raise UsageError(f"--root {root}: no such directory")
     assets = root / "usr" / "install" / arch
-    for name in (*INPUTS, PARAMS):
+    inputs = dict(INPUTS)
+    if any((assets / name).exists() for name in SECUREBOOT_INPUTS):
+        del inputs["grub.tar"]
+        inputs.update(SECUREBOOT_INPUTS)
+    for name in (*inputs, PARAMS):
         if not (assets / name).is_file():
             install = root / "usr" / "install"
             present = sorted(p.name for p in install.iterdir()) if install.is_dir() else []
@@ -159,9 +169,13 @@ def _assets(root: Path, arch: str) -> Path:
                 f"{assets / name} is missing: {root} is no installer image with {arch}"
                 f" boot assets ({held})"
             )
-    if not tarfile.is_tarfile(assets / "grub.tar"):
-        raise UsageError(f"{assets / 'grub.tar'}: not a tar archive of the GRUB package's files")
-    return assets
+    for name, what in (
+        ("grub.tar", "the GRUB package's files"),
+        ("secureboot-enroll.tar", "the Secure Boot enrollment files"),
+    ):
+        if name in inputs and not tarfile.is_tarfile(assets / name):
+            raise UsageError(f"{assets / name}: not a tar archive of {what}")
+    return assets, inputs
 
 
 def _params(path: Path, size: str | None) -> dict[str, Any]:

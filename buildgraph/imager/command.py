@@ -42,6 +42,13 @@ def add_parser(sub: Any) -> None:
     cmd.add_argument("--platform", help="the platform whose command line is used")
     cmd.add_argument("--output", type=Path, help="directory to copy the asset to (default: _out)")
     cmd.add_argument("--output-kind", choices=KINDS, help="build this kind of asset instead")
+    cmd.add_argument(
+        "--secureboot-keys",
+        type=Path,
+        metavar="DIR",
+        help="the Secure Boot keys a secureboot profile signs with (SECUREBOOT_KEYS;"
+        " `buildgraph secureboot keys DIR` makes a set)",
+    )
     flags.add_to(cmd)
     remote.add_flag(cmd)
     cmd.set_defaults(func=run)
@@ -58,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(ordered(profile), sort_keys=False, default_flow_style=False), end="")
     base = args.profile if args.profile in platforms else None
     request = build_request(profile, platforms, base)
+    if args.secureboot_keys is not None:
+        request.variables["SECUREBOOT_KEYS"] = str(args.secureboot_keys)
     goal = [request.target] + ([request.cmdline_target] if request.cmdline_target else [])
     session = Session(root, dict.fromkeys(goal), request.variables)
     session.build()

@@ -21,7 +21,10 @@ from .customizations import ANY_MAPPING, Customization
 
 DEFAULT_ASSETS = "/usr/install"
 """Where an imager image holds the boot assets: the default input.kernel/initramfs paths."""
-KINDS = ("iso", "image", "installer", "kernel", "initramfs", "cmdline")
+KINDS = ("iso", "image", "installer", "kernel", "initramfs", "cmdline", "uki")
+SECUREBOOT_PREFIX = "secureboot-"
+"""``secureboot-iso``, ``secureboot-metal``, ``secureboot-installer``: a base with
+``secureboot: true``."""
 _BASE: dict[str, Any] = {
     "arch": str,
     "platform": str,
@@ -102,7 +105,11 @@ def ordered(data: Any, schema: Any = SCHEMA) -> Any:
 
 
 def base_profile(name: str, platforms: dict[str, dict], host_arch: str) -> dict[str, Any]:
-    """The profile a base name stands for: iso, installer, or a platform profile."""
+    """The profile a base name stands for: iso, installer, or a platform profile, each
+    also with the ``secureboot-`` prefix (Talos' secureboot-iso, secureboot-metal, ...)."""
+    plain = name.removeprefix(SECUREBOOT_PREFIX)
+    if plain != name and (plain in ("iso", "installer") or plain in platforms):
+        return {**base_profile(plain, platforms, host_arch), "secureboot": True}
     if name == "iso":
         return {"arch": host_arch, "platform": "metal", "output": {"kind": "iso"}}
     if name == "installer":
@@ -112,7 +119,8 @@ def base_profile(name: str, platforms: dict[str, dict], host_arch: str) -> dict[
                 "output": {"kind": "image", **image_output(platforms[name])}}  # fmt: skip
     raise ProfileError(
         f"unknown imager profile {name!r}",
-        hint="known are iso, installer, " + ", ".join(sorted(platforms)) + ", or - (stdin)",
+        hint="known are iso, installer, " + ", ".join(sorted(platforms))
+        + ", each also as secureboot-<name>, or - (stdin)",
     )
 
 
@@ -145,17 +153,17 @@ def build_request(
     arch = profile.get("arch")
     if arch not in ARCHES:
         raise ProfileError(f"profile.arch: {arch!r} is not one of {', '.join(ARCHES)}")
-    if profile.get("secureboot"):
-        raise ProfileError(
-            "profile.secureboot: secure boot images are not built by this graph yet",
-            hint="drop secureboot, or set it to false",
-        )
     output = profile.get("output") or {}
     kind = output.get("kind")
     if kind not in KINDS:
         raise ProfileError(f"profile.output.kind: {kind!r} is not one of {', '.join(KINDS)}")
     platform = profile.get("platform", "metal")
     name = _profile_for(platform, output if kind == "image" else {}, platforms, base)
+    if kind == "uki" and not profile.get("secureboot"):
+        raise ProfileError(
+            "profile.output.kind: a uki is a secure boot asset, signed with your keys",
+            hint="set secureboot: true (or use a secureboot-<name> profile)",
+        )
     if kind in ("iso", "installer", "kernel", "initramfs") and platform != "metal":
         raise ProfileError(
             f"profile.platform: {kind} assets are built for metal, not {platform!r}",
@@ -165,8 +173,13 @@ def build_request(
     values = {"PLATFORM": f"linux/{arch}", **_customizations(profile)}
     if profile.get("version"):
         values["TAG"] = profile["version"]
-    target = {"iso": "iso", "installer": "installer-image", "kernel": "kernel",
-              "initramfs": "initramfs", "image": f"image-{name}"}.get(kind)  # fmt: skip
+    secure = bool(profile.get("secureboot"))
+    if secure:
+        values["SECUREBOOT"] = "true"
+    target = {"iso": "secureboot-iso" if secure else "iso",
+              "installer": "secureboot-installer-image" if secure else "installer-image",
+              "kernel": "kernel", "initramfs": "initramfs", "image": f"image-{name}",
+              "uki": f"uki-{name}"}.get(kind)  # fmt: skip
     iso = kind in ("iso", "kernel", "initramfs") or (
         kind == "cmdline" and base is None and platform == "metal"
     )

@@ -37,6 +37,7 @@ KEYS_DIR = "loader/keys/auto"
 NO_KEYS = (
     "SECUREBOOT_KEYS is not set: secure boot assets are signed with your keys;"
     " generate a set with `buildgraph secureboot keys DIR`, then give SECUREBOOT_KEYS=DIR"
+    " (the imager: --secureboot-keys DIR)"
 )
 
 
