@@ -95,7 +95,8 @@ func loadModules(mods []module) error {
 	return nil
 }
 
-// loadModule calls finit_module; a module already loaded (EEXIST) is success.
+// loadModule calls finit_module; a module already loaded (EEXIST) is success, and so
+// is one that finds nothing here to serve (ENODEV: efivarfs on BIOS firmware).
 func loadModule(m module) error {
 	f, err := os.Open(m.path)
 	if err != nil {
@@ -113,7 +114,7 @@ func loadModule(m module) error {
 	_, _, errno := syscall.Syscall(sysFinitModule, f.Fd(), uintptr(unsafe.Pointer(params)),
 		uintptr(flags))
 	switch {
-	case errno == 0 || errno == syscall.EEXIST:
+	case errno == 0 || errno == syscall.EEXIST || errno == syscall.ENODEV:
 		return nil
 	case m.compressed():
 		return fmt.Errorf("%w (a compressed module needs a kernel built with "+

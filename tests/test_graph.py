@@ -281,3 +281,51 @@ def test_unless_takes_one_variable(tmp_path):
     root = make_project(tmp_path / "repo", UNLESS.replace('"${IMAGER_IMAGE}"', "IMAGER_IMAGE"))
     with pytest.raises(SpecError, match=r"unless 'IMAGER_IMAGE': give one \$\{VARIABLE\}"):
         build(root, tmp_path / "cache", ["top"])
+
+
+FLAGGED = """
+targets:
+  b:
+    step: concat
+    params: {text: "b"}
+    outputs: [b.txt]
+  top:
+    step: concat
+    needs: [{target: b, when: "${PUSH}"}]
+    params: {text: "top${PUSH:+-pushed}"}
+    outputs: ["top${PUSH:+-pushed}.txt"]
+"""
+
+
+def test_a_boolean_s_false_is_unset_for_when_and_for_an_alternative(tmp_path):
+    root = make_project(tmp_path / "repo", FLAGGED)
+    cache = tmp_path / "cache"
+    assert build(root, cache, ["top"], PUSH="false") == {"top": "built"}
+    assert (root / "_out" / "top.txt").read_text() == "top"
+    assert build(root, cache, ["top"], PUSH="yes") == {"b": "built", "top": "built"}
+    assert (root / "_out" / "top-pushed.txt").read_text() == "btop-pushed"
+    assert build(root, cache, ["top"], PUSH="0") == {"top": "cached"}
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "expected"),
+    [
+        ("a${X:+-b}c", {"X": "1"}, "a-bc"),
+        ("a${X:+-b}c", {"X": ""}, "ac"),
+        ("a${X:+-b}c", {"X": "false"}, "ac"),
+        ("${X}${X:+!}", {"X": "v"}, "v!"),
+        ("$${X:+b}", {"X": "1"}, "${X:+b}"),
+        ("${X:+}", {"X": "1"}, ""),
+    ],
+)
+def test_an_alternative_stands_for_its_text_while_the_variable_is_set(text, values, expected):
+    from buildgraph.engine.specs import references, substitute
+
+    assert substitute(text, values) == expected
+    assert references(text) <= {"X"}
+
+
+def test_when_and_unless_take_a_plain_variable_not_an_alternative(tmp_path):
+    root = make_project(tmp_path / "repo", UNLESS.replace("${IMAGER_IMAGE}", "${IMAGER_IMAGE:+x}"))
+    with pytest.raises(SpecError, match=r"give one \$\{VARIABLE\}"):
+        build(root, tmp_path / "cache", ["top"])

@@ -14,7 +14,7 @@ import pytest
 from project import REPO, doit, imager, statuses
 
 from buildgraph.imager.flags import parse_imager_args
-from buildgraph.imager.profile import build_request
+from buildgraph.imager.profile import base_profile, build_request
 
 
 @pytest.fixture
@@ -88,7 +88,8 @@ def test_a_profile_from_stdin_with_an_unknown_field_fails_naming_it(repo, tmp_pa
         (["nosuch"], None, "unknown imager profile 'nosuch'"),
         (["-"], "arch: [1\n", "the profile on stdin is not YAML"),
         (["-"], "arch: amd64\noutput: {kind: floppy}\n", "profile.output.kind: 'floppy'"),
-        (["-"], "arch: amd64\nsecureboot: true\noutput: {kind: iso}\n", "secure boot"),
+        (["metal", "--output-kind", "uki"], None, "a uki is a secure boot asset"),
+        (["secureboot-nosuch"], None, "each also as secureboot-<name>"),
         (["-"], "arch: s390x\noutput: {kind: iso}\n", "profile.arch: 's390x'"),
         (["-"], "arch: amd64\noutput: {kind: iso}\ninput: {systemExtensions: [{}]}\n",
          "each entry has one of imageRef, tarballPath"),
@@ -223,3 +224,22 @@ def test_a_copy_that_cannot_land_leaves_no_temporary_file(repo, tmp_path):
                   "--output", str(assets))  # fmt: skip
     _fails(done, f"--output {assets}: cannot copy cmdline-aws-amd64 there")
     assert sorted(p.name for p in assets.iterdir()) == ["cmdline-aws-amd64"]
+
+
+def test_the_secureboot_profiles_are_their_bases_signed():
+    metal = {"platform": "metal", "diskSize": "1246MiB", "diskFormat": "raw", "outFormat": ".zst"}
+    platforms = {"metal": metal}
+
+    def request(name: str, kind: str | None = None):
+        profile = base_profile(name, platforms, "amd64")
+        if kind:
+            profile["output"] = {"kind": kind}
+        return build_request(profile, platforms, name.removeprefix("secureboot-"))
+
+    for name, target in [("secureboot-iso", "secureboot-iso"),
+                         ("secureboot-metal", "image-metal"),
+                         ("secureboot-installer", "secureboot-installer-image")]:  # fmt: skip
+        found = request(name)
+        assert (found.target, found.variables["SECUREBOOT"]) == (target, "true"), name
+    assert "SECUREBOOT" not in request("metal").variables
+    assert request("secureboot-metal", "uki").target == "uki-metal"

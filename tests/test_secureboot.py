@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from project import doit, node_events
+from project import doit, imager, node_events, statuses
 from qemu import REFUSED, TEST_ARGS, banner, enrolled_vars, secure_disk, secure_iso
 from realgraph import build, built, clone, sha256
 
@@ -418,3 +418,22 @@ def test_two_clones_sign_the_same_bytes(tree, keys, tmp_path):
                  "metal-amd64-secureboot.raw.zst", "disks/metal-amd64-secureboot.raw",
                  "installer-amd64-secureboot.tar"):  # fmt: skip
         assert sha256(other / "_out" / name) == sha256(tree[0] / "_out" / name), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("profile", "asset"),
+    [("secureboot-iso", "metal-amd64-secureboot.iso"),
+     ("secureboot-metal", "metal-amd64-secureboot.raw.zst"),
+     ("secureboot-installer", "installer-amd64-secureboot.tar")],
+)  # fmt: skip
+def test_the_imager_s_secureboot_profiles_are_the_doit_builds(tree, keys, profile, asset):
+    repo, cache = tree
+    done = imager(repo, cache, profile, "--arch=amd64", "--secureboot-keys", str(keys),
+                  *TEST_ARGS.split())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert set(statuses(done.stderr).values()) == {"cached"}, done.stderr
+    assert done.stdout.splitlines()[-1] == f"output asset path: {repo / '_out' / asset}"
+    missing = imager(repo, cache, profile, "--arch=amd64", "--secureboot-keys", "/nonexistent")
+    assert missing.returncode != 0
+    assert "SECUREBOOT_KEYS /nonexistent: no such directory" in missing.stderr
