@@ -74,8 +74,9 @@ def enrolled_vars(keys: Path, arch: str, dest: Path) -> Path:
 
 def secure_boot(media: list[str], arch: str, variables: Path, scratch: Path) -> str:
     """Console output of booting ``media`` on firmware that enforces Secure Boot with the
-    store ``variables`` (a copy: the firmware writes to it). The run ends when the OS
-    powers off, or once the firmware has refused the image."""
+    store ``variables`` (a copy, which the firmware writes to, left at
+    ``scratch/vars-<arch>.fd``). The run ends when the OS powers off or the machine
+    resets, or once the firmware has refused the image."""
     store = shutil.copyfile(variables, scratch / f"vars-{arch}.fd")
     flash = ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={SECURE_CODE[arch]}",
              "-drive", f"if=pflash,format=raw,unit=1,file={store}"]  # fmt: skip
@@ -94,6 +95,12 @@ def secure_boot(media: list[str], arch: str, variables: Path, scratch: Path) -> 
 def secure_disk(disk: Path, arch: str, variables: Path, scratch: Path) -> str:
     return secure_boot(["-drive", f"if=virtio,format=raw,readonly=on,file={disk}"], arch,
                        variables, scratch)  # fmt: skip
+
+
+def blank_vars(arch: str) -> Path:
+    """The firmware's own empty store: Setup Mode, no keys, Secure Boot off."""
+    assert arch == "amd64", "AAVMF's blank store is unformatted"
+    return Path(VARS_TEMPLATE[arch])
 
 
 def secure_iso(iso: Path, arch: str, variables: Path, scratch: Path) -> str:

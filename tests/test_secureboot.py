@@ -20,7 +20,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from project import doit, imager, node_events, statuses
-from qemu import REFUSED, TEST_ARGS, banner, enrolled_vars, secure_disk, secure_iso
+from qemu import (
+    REFUSED,
+    TEST_ARGS,
+    banner,
+    blank_vars,
+    enrolled_vars,
+    secure_disk,
+    secure_iso,
+)
 from realgraph import build, built, clone, sha256
 
 from buildgraph import secureboot
@@ -53,7 +61,7 @@ def other_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("name", secureboot.VARIABLES)
 def test_each_auth_file_is_signed_by_its_signer_as_openssl_reads_it(keys, name, tmp_path):
     parsed = efivar.parse((keys / f"{name}.auth").read_bytes())
-    (tmp_path / "sig.der").write_bytes(parsed.signature)
+    (tmp_path / "sig.der").write_bytes(efivar.content_info(parsed.signature))
     (tmp_path / "content").write_bytes(parsed.signed_bytes(name))
     signer = keys / f"{secureboot.SIGNER[name]}.crt"
     done = subprocess.run(
@@ -75,7 +83,7 @@ def test_a_changed_variable_no_longer_verifies(keys, tmp_path):
     data = bytearray((keys / "db.auth").read_bytes())
     data[-40] ^= 1  # inside the certificate of the value
     parsed = efivar.parse(bytes(data))
-    (tmp_path / "sig.der").write_bytes(parsed.signature)
+    (tmp_path / "sig.der").write_bytes(efivar.content_info(parsed.signature))
     (tmp_path / "content").write_bytes(parsed.signed_bytes("db"))
     done = subprocess.run(
         ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "sig.der"),
@@ -317,6 +325,28 @@ def test_the_media_carry_the_enrollment_files(tree, keys, tmp_path):
     subprocess.run(["mcopy", "-i", f"{disk}@@{ESP_OFFSET}", "::/loader/keys/auto/db.auth",
                     str(tmp_path / "db.auth")], check=True)  # fmt: skip
     assert (tmp_path / "db.auth").read_bytes() == (keys / "db.auth").read_bytes()
+
+
+@pytest.mark.slow
+def test_systemd_boot_enrolls_the_auth_files_and_the_disk_then_boots_secure(tree, tmp_path):
+    """The .auth files, as the firmware itself takes them: systemd-boot in place of the
+    UKI, told to enroll, writes PK, KEK and db from the disk's loader/keys/auto/ into a
+    firmware in Setup Mode; the untouched disk then boots under Secure Boot."""
+    repo, _cache = tree
+    disk = repo / "_out" / "disks" / "metal-amd64-secureboot.raw"
+    loader = tmp_path / "systemd-boot.efi"
+    with loader.open("wb") as out:
+        subprocess.run(["tar", "-xOf", str(repo / "_out/pkgs/sdboot-amd64.tar"),
+                        "usr/lib/systemd/boot/efi/systemd-bootx64.efi"], stdout=out, check=True)
+    enroller = _with_loader(disk, "amd64", loader, tmp_path / "enroll.raw")
+    (tmp_path / "loader.conf").write_text("timeout 0\nsecure-boot-enroll force\n")
+    subprocess.run(["mcopy", "-i", f"{enroller}@@{ESP_OFFSET}", str(tmp_path / "loader.conf"),
+                    "::/loader/loader.conf"], check=True)  # fmt: skip
+    first = secure_disk(enroller, "amd64", blank_vars("amd64"), tmp_path)
+    assert "Enrolling secure boot keys from directory: \\loader\\keys\\auto" in first
+    assert "Failed to write" not in first, first[-2000:]
+    enrolled = shutil.copyfile(tmp_path / "vars-amd64.fd", tmp_path / "enrolled.fd")
+    _secure_banner(secure_disk(disk, "amd64", enrolled, tmp_path))
 
 
 def _secret_fragments(keys: Path) -> list[bytes]:

@@ -5,7 +5,9 @@ them and as firmware (or systemd-boot's key enrollment) takes them.
 An ``.auth`` file is an EFI_VARIABLE_AUTHENTICATION_2 (a timestamp and a PKCS#7
 signature) followed by the variable's new value, an EFI_SIGNATURE_LIST of one X.509
 certificate. The signature covers the variable's name, vendor GUID, attributes,
-timestamp and value (UEFI 2.10, section 8.2.2).
+timestamp and value (UEFI 2.10, section 8.2.2). It is the bare SignedData: edk2 looks
+for the digest algorithm at a fixed offset of it and refuses a ContentInfo around it
+(Security Policy Violation), so the one cryptography writes is taken out of its wrapper.
 """
 
 from __future__ import annotations
@@ -68,9 +70,45 @@ def authenticated(
         .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature,
               pkcs7.PKCS7Options.Binary, pkcs7.PKCS7Options.NoAttributes])
     )  # fmt: skip
-    cert_data = CERT_TYPE_PKCS7.bytes_le + signature
+    cert_data = CERT_TYPE_PKCS7.bytes_le + _signed_data(signature)
     win_cert = struct.pack("<IHH", 8 + len(cert_data), _WIN_CERT_REVISION, _WIN_CERT_TYPE_EFI_GUID)
     return timestamp + win_cert + cert_data + value
+
+
+_SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
+
+
+def _der_header(data: bytes, at: int) -> tuple[int, int]:
+    """(offset of the content, its length) of the DER element at ``at``."""
+    first = data[at + 1]
+    if first < 0x80:
+        return at + 2, first
+    count = first & 0x7F
+    return at + 2 + count, int.from_bytes(data[at + 2 : at + 2 + count], "big")
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _signed_data(content_info: bytes) -> bytes:
+    """The SignedData inside a PKCS#7 ContentInfo."""
+    start, _length = _der_header(content_info, 0)
+    if content_info[start : start + len(_SIGNED_DATA_OID)] != _SIGNED_DATA_OID:
+        raise ValueError("not a PKCS#7 signedData ContentInfo")
+    explicit = start + len(_SIGNED_DATA_OID)
+    inner, length = _der_header(content_info, explicit)
+    return content_info[inner : inner + length]
+
+
+def content_info(signed_data: bytes) -> bytes:
+    """A SignedData wrapped as a ContentInfo, as PKCS#7 readers (openssl) take it."""
+    explicit = b"\xa0" + _der_length(len(signed_data)) + signed_data
+    body = _SIGNED_DATA_OID + explicit
+    return b"\x30" + _der_length(len(body)) + body
 
 
 class Authenticated(NamedTuple):
@@ -78,7 +116,7 @@ class Authenticated(NamedTuple):
 
     timestamp: bytes
     signature: bytes
-    """The PKCS#7 SignedData (DER) over :meth:`signed_bytes`."""
+    """The PKCS#7 SignedData (DER, no ContentInfo) over :meth:`signed_bytes`."""
     value: bytes
 
     def signed_bytes(self, name: str) -> bytes:
