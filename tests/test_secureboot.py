@@ -467,3 +467,13 @@ def test_the_imager_s_secureboot_profiles_are_the_doit_builds(tree, keys, profil
     missing = imager(repo, cache, profile, "--arch=amd64", "--secureboot-keys", "/nonexistent")
     assert missing.returncode != 0
     assert "SECUREBOOT_KEYS /nonexistent: no such directory" in missing.stderr
+
+
+@given(st.binary(max_size=4000))
+def test_the_checksum_is_the_word_by_word_folded_sum(data):
+    padded = data + b"\0" * (len(data) % 2)
+    total = 0
+    for (word,) in struct.iter_unpack("<H", padded):
+        total += word
+        total = (total & 0xFFFF) + (total >> 16)
+    assert uki.checksum(data) == (total + len(data)) & 0xFFFFFFFF

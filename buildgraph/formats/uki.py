@@ -144,11 +144,15 @@ def _cut_tail(image: bytearray, h: _Headers, end_of_sections: int) -> None:
 
 def checksum(image: bytes | bytearray) -> int:
     """The PE checksum: the 16-bit one's-complement sum of the image (its own field read
-    as 0 by the caller) plus the image's length."""
-    data = memoryview(bytes(image) + b"\0" * (len(image) % 2)).cast("H")
-    total = sum(data)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    as 0 by the caller) plus the image's length.
+
+    As 2**16 is 1 modulo 0xFFFF, the sum of the little-endian 16-bit words is the
+    image read as one little-endian integer, modulo 0xFFFF; the end-around carry makes
+    a nonzero multiple of 0xFFFF fold to 0xFFFF, not 0."""
+    data = bytes(image) + b"\0" * (len(image) % 2)
+    total = int.from_bytes(data, "little") % 0xFFFF
+    if total == 0 and data.count(0) != len(data):
+        total = 0xFFFF
     return (total + len(image)) & 0xFFFFFFFF
 
 
