@@ -28,6 +28,7 @@ from project import FIXED, REPO, make_project
 from project import build as build_in_process
 from realgraph import build, clone, sha256
 
+import buildgraph.steps.disk  # registers the disk step, whoever ran first
 import buildgraph.steps.pyz  # noqa: F401  (registers the step until it is a builtin)
 from buildgraph import tools, variables
 from buildgraph.engine.errors import StepFailedError
