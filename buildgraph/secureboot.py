@@ -15,9 +15,9 @@ file, never its contents.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -60,12 +60,10 @@ class KeysError(BuildgraphError):
 
 @dataclass(frozen=True)
 class KeySet:
-    """A checked key directory."""
+    """A checked key directory, and the sha256 of each file a build reads, by name."""
 
     directory: Path
-
-    def path(self, name: str) -> Path:
-        return self.directory / name
+    digests: dict[str, str]
 
 
 def check(directory: str | Path, what: str = "SECUREBOOT_KEYS") -> KeySet:
@@ -78,17 +76,17 @@ def check(directory: str | Path, what: str = "SECUREBOOT_KEYS") -> KeySet:
     root = Path(directory)
     if not root.is_dir():
         raise KeysError(f"{what} {directory}: no such directory", hint=GENERATE)
-    certs = {}
+    certs, digests, key = {}, {}, None
     for file in FILES:
         if not file.built_with:
             continue
         data = _read(root, file, what)
+        digests[file.name] = hashlib.sha256(data).hexdigest()
         try:
             if file.name.endswith(".auth"):
-                parsed = efivar.parse(data)
-                parsed.certificates()
+                efivar.parse(data).certificates()
             elif file.private:
-                _load_key(data)
+                key = _load_key(data)
             else:
                 certs[file.name] = x509.load_pem_x509_certificate(data)
         except ValueError:
@@ -97,13 +95,12 @@ def check(directory: str | Path, what: str = "SECUREBOOT_KEYS") -> KeySet:
                 f" ({_FORMAT[file.name.rsplit('.', 1)[1]]})",
                 hint=f"replace it, or {GENERATE}",
             ) from None
-    key = _load_key(_read(root, FILES[0], what))
     if not _same_public_key(key, certs[SIGNING_CERT]):
         raise KeysError(
             f"{what}: {root / SIGNING_KEY} is not the key of {root / SIGNING_CERT}",
             hint="give the signing key and certificate of one pair",
         )
-    return KeySet(root)
+    return KeySet(root, digests)
 
 
 _FORMAT = {"pem": "PEM", "crt": "a PEM certificate", "auth": "an EFI authenticated variable"}
@@ -145,15 +142,27 @@ def _same_public_key(key, cert) -> bool:
 
 def identity(directory: str | Path) -> str:
     """What a build's node key takes of a key set: each certificate's and ``.auth``'s
-    sha256, and the sha256 of the signing key's file, never the key itself."""
+    sha256, and the sha256 of the signing key's file, never the key itself. Every secure
+    boot node of a plan probes the same directory: it is checked once while its files'
+    stats stay the same."""
+    return _identity(str(directory), _stats(Path(directory)))
+
+
+def _stats(root: Path) -> tuple[tuple[int, ...] | None, ...]:
+    def stat(name: str) -> tuple[int, ...] | None:
+        try:
+            st = (root / name).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+    return tuple(stat(file.name) for file in FILES if file.built_with)
+
+
+@functools.lru_cache(maxsize=8)
+def _identity(directory: str, _stats: tuple) -> str:
     keys = check(directory)
-    return " ".join(f"{name}={digest}" for name, digest in _digests(keys))
-
-
-def _digests(keys: KeySet) -> Iterator[tuple[str, str]]:
-    for file in FILES:
-        if file.built_with:
-            yield file.name, hashlib.sha256(keys.path(file.name).read_bytes()).hexdigest()
+    return " ".join(f"{name}={digest}" for name, digest in keys.digests.items())
 
 
 def generate(directory: Path, name: str = "buildgraph") -> list[Path]:
