@@ -31,6 +31,7 @@ from .engine.variables import (
 from .imager import customizations
 from .imager.customizations import Customization, image_reference
 from .oci import reference
+from .steps.image import SUFFIXES
 
 ARCHES = ("amd64", "arm64")
 EMBEDDED_STORE = "local"
@@ -223,6 +224,13 @@ TABLE: tuple[Variable, ...] = (
         "directory of the Secure Boot keys secure boot assets are signed with",
         "none (`buildgraph secureboot keys DIR` makes a set)",
         rooted=lambda value, root: value and rooted(value, root),
+    ),
+    Variable(
+        "IMAGE_SUFFIX",
+        const(""),
+        one_of("", *SUFFIXES),
+        "format and compression of image-% disks, as a file name ends (qcow2, raw.xz)",
+        "each profile's own (diskFormat, outFormat)",
     ),
     Variable(
         "ZSTD_LEVEL",

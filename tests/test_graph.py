@@ -325,6 +325,23 @@ def test_an_alternative_stands_for_its_text_while_the_variable_is_set(text, valu
     assert references(text) <= {"X"}
 
 
+@pytest.mark.parametrize(
+    ("text", "values", "expected"),
+    [
+        ("a.${X:-raw.zst}", {"X": "qcow2"}, "a.qcow2"),
+        ("a.${X:-raw.zst}", {"X": ""}, "a.raw.zst"),
+        ("${X:-d}", {"X": "false"}, "d"),
+        ("${X:-}", {"X": ""}, ""),
+        ("$${X:-d}", {"X": "v"}, "${X:-d}"),
+    ],
+)
+def test_a_default_stands_for_the_variable_while_it_is_unset(text, values, expected):
+    from buildgraph.engine.specs import references, substitute
+
+    assert substitute(text, values) == expected
+    assert references(text) <= {"X"}
+
+
 def test_when_and_unless_take_a_plain_variable_not_an_alternative(tmp_path):
     root = make_project(tmp_path / "repo", UNLESS.replace("${IMAGER_IMAGE}", "${IMAGER_IMAGE:+x}"))
     with pytest.raises(SpecError, match=r"give one \$\{VARIABLE\}"):

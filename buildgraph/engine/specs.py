@@ -49,9 +49,9 @@ TARGET_KEYS = {
 FILE_KEYS = ("targets", "default", "variables", "packages", "aliases")
 NEED_KEYS = ("target", "arches", "unless", "when")
 BUILTIN_NAMES = ("ARCH", "PROFILE")
-_REF = re.compile(r"\$\{([A-Za-z0-9_]+)(?::\+([^${}]*))?\}")
-"""``${NAME}``, or ``${NAME:+text}``: ``text`` while NAME is set (see variables.is_set), else
-nothing, as in the shell."""
+_REF = re.compile(r"\$\{([A-Za-z0-9_]+)(?::([+-])([^${}]*))?\}")
+"""``${NAME}``; ``${NAME:+text}``: ``text`` while NAME is set (see variables.is_set), else
+nothing; ``${NAME:-text}``: NAME's value while it is set, else ``text``; as in the shell."""
 _PLAIN_REF = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _PROFILE_REF = re.compile(r"\$\$|\$\{profile\.([^}]*)\}")
 """A profile field, ``${profile.FIELD}``; ``$$`` is matched so that ``$${profile.x}`` is not."""
@@ -800,17 +800,20 @@ def _names(text: str) -> list[str]:
 
 
 def substitute(value: Any, lookup: dict[str, str]) -> Any:
-    """Replace ``${NAME}`` and ``${NAME:+text}`` in every string of ``value``; ``$$``
-    stands for ``$``."""
+    """Replace ``${NAME}``, ``${NAME:+text}`` and ``${NAME:-text}`` in every string of
+    ``value``; ``$$`` stands for ``$``."""
     if isinstance(value, str):
         if "$" not in value:
             return value
 
         def value_of(match: re.Match[str]) -> str:
-            found, alternative = lookup[match.group(1)], match.group(2)
-            if alternative is None:
+            found, operator, text = lookup[match.group(1)], match.group(2), match.group(3)
+            if operator is None:
                 return found
-            return alternative if variables.is_set(found) else ""
+            given = variables.is_set(found)
+            if operator == "+":
+                return text if given else ""
+            return found if given else text
 
         return _REF.sub(value_of, value.replace("$$", "\0")).replace("\0", "$")
     if isinstance(value, dict):

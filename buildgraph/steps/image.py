@@ -4,8 +4,9 @@ params.format is ``raw``, ``qcow2``, ``vhd`` (fixed, sized to whole MiB, as Azur
 or ``ova`` (an OVF descriptor and a stream-optimized VMDK in a tar); params.compression
 is what follows it in the file name: empty, ``.zst`` (zstd -T0 at params.zstd_level),
 ``.xz`` (xz -T0), ``.gz`` or ``.tar.gz`` (a sparse tar holding ``disk.raw``, GCP's
-convention). Conversions are qemu-img's; the bytes it stamps with the time or at random
-are then set from params.epoch and params.name.
+convention). A non-empty params.suffix (IMAGE_SUFFIX: ``qcow2``, ``raw.xz``) gives both
+at once, in place of the profile's. Conversions are qemu-img's; the bytes it stamps with
+the time or at random are then set from params.epoch and params.name.
 """
 
 from __future__ import annotations
@@ -30,9 +31,39 @@ _QEMU_IMG = {
 }
 
 
+def split(suffix: str) -> tuple[str, str]:
+    """A file name's suffix as (format, compression): ``raw.tar.gz`` is (raw, .tar.gz)."""
+    fmt, dot, compression = suffix.partition(".")
+    return fmt, dot + compression
+
+
+SUFFIXES = tuple(
+    f + c for f in FORMATS for c in COMPRESSIONS
+    if not (f == "ova" and c) and not (c == ".tar.gz" and f != "raw")
+)  # fmt: skip
+"""Every format and compression the step makes, as file name suffixes."""
+
+
+def _format(params: Mapping[str, Any]) -> tuple[Any, Any]:
+    if params.get("suffix"):
+        return split(str(params["suffix"]))
+    return params.get("format"), params.get("compression", "")
+
+
 def _check(params: Mapping[str, Any]) -> None:
     check_epoch(params)
-    fmt, compression = params.get("format"), params.get("compression", "")
+    _check_format(params.get("format"), params.get("compression", ""))
+    suffix = str(params.get("suffix") or "")
+    if suffix and "${" not in suffix and suffix not in SUFFIXES:
+        raise ParamError("suffix", f"unknown image suffix {suffix!r}; known: {', '.join(SUFFIXES)}")
+    if not isinstance(params.get("name"), str) or not params["name"]:
+        raise ParamError("name", "the image step needs params.name, its name inside its format")
+    level = str(params.get("zstd_level", ""))
+    if _format(params)[1] == ".zst" and "${" not in level and not 1 <= int(level or 0) <= 19:
+        raise ValueError("params.zstd_level must be a zstd level from 1 to 19")
+
+
+def _check_format(fmt: Any, compression: Any) -> None:
     if "${" in f"{fmt}{compression}":
         return
     if fmt not in FORMATS:
@@ -47,16 +78,11 @@ def _check(params: Mapping[str, Any]) -> None:
         raise ValueError("an ova is already a tar: give it no compression")
     if compression == ".tar.gz" and fmt != "raw":
         raise ValueError(".tar.gz holds a raw disk (disk.raw): use it with format raw")
-    if not isinstance(params.get("name"), str) or not params["name"]:
-        raise ParamError("name", "the image step needs params.name, its name inside its format")
-    level = str(params.get("zstd_level", ""))
-    if compression == ".zst" and "${" not in level and not 1 <= int(level or 0) <= 19:
-        raise ValueError("params.zstd_level must be a zstd level from 1 to 19")
 
 
 @step(
     "image",
-    version=2,
+    version=3,
     tools=("qemu-img", "zstd", "xz", "gzip", "tar"),
     check=_check,
     inputs=[Role("disk-%")],
@@ -69,12 +95,12 @@ def image(ctx: StepContext) -> None:
     work = ctx.out_dir.parent
     raw = ctx.input("disk-%")
     converted = work / "disk.raw"
-    if params["format"] == "raw":
+    fmt, compression = _format(params)
+    if fmt == "raw":
         os.link(raw, converted)
     else:
-        converted = _convert(ctx, raw, work, params["format"], params["name"], epoch)
+        converted = _convert(ctx, raw, work, fmt, params["name"], epoch)
     target = ctx.output(out)
-    compression = params.get("compression", "")
     if not compression:
         sparse.copy(converted, target)
     elif compression == ".tar.gz":
