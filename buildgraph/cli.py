@@ -34,12 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe is said here, not by Python at exit
         return code
     except (BuildgraphError, OSError, KeyboardInterrupt) as err:
-        return report(err, default_cache_dir(), Path(args.root).resolve() / "_out")
+        return report(err, default_cache_dir(), out_dir(args))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="buildgraph", description=__doc__.splitlines()[0])
     parser.add_argument("-C", dest="root", default=".", help="repository root (default: .)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="place outputs in DIR, a workspace of its own (default: ROOT/_out)")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def goal_command(name: str, func, help_text: str) -> argparse.ArgumentParser:
@@ -111,9 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--name", default="buildgraph", help="common name prefix of the certificates")
     keys.set_defaults(func=_secureboot_keys)
 
+    from .factory.command import add_parser as add_factory
     from .imager.command import add_parser as add_imager
 
     add_imager(sub)
+    add_factory(sub)
     return parser
 
 
@@ -128,9 +132,14 @@ def _split(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return goal, assigned
 
 
+def out_dir(args: argparse.Namespace) -> Path:
+    """Where outputs are placed: --out, else the repository's _out/."""
+    return args.out.resolve() if args.out else Path(args.root).resolve() / "_out"
+
+
 def _session(args: argparse.Namespace) -> Session:
     goal, assigned = _split(args.args)
-    return Session(Path(args.root), goal, assigned)
+    return Session(Path(args.root), goal, assigned, out=args.out)
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -78,17 +78,20 @@ class Session:
         environ: Mapping[str, str] | None = None,
         cache_dir: Path | None = None,
         use_remote: bool = True,
+        out: Path | None = None,
     ) -> None:
         """``use_remote``: ask the remote cache the environment names, if any (not when
-        rebuilding on purpose)."""
+        rebuilding on purpose). ``out``: where outputs are placed instead of ``_out/``; it
+        is a workspace of its own, so builds into different directories never meet."""
         self.root = Path(root).resolve()
-        self.out = self.root / "_out"
+        self.out = Path(out).resolve() if out is not None else self.root / "_out"
         self.out_prefix = f"{self.out}{os.sep}"
         self.store = Store(cache_dir or default_cache_dir())
         self.steps_cache = self.store.root / "steps"
         self.probes: dict[str, str] = {}
         with _no_gc():
-            self.state = State(workspace_dir(self.store.root, self.root))
+            workspace = self.root if out is None else self.out
+            self.state = State(workspace_dir(self.store.root, workspace))
             self.values, self.nodes, self.asked = self._compile(
                 list(goal), dict(cmdline or {}), dict(os.environ if environ is None else environ)
             )

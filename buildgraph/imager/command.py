@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.secureboot_keys is not None:
         request.variables["SECUREBOOT_KEYS"] = str(args.secureboot_keys)
     goal = [request.target] + ([request.cmdline_target] if request.cmdline_target else [])
-    session = Session(root, dict.fromkeys(goal), request.variables)
+    session = Session(root, dict.fromkeys(goal), request.variables, out=args.out)
     session.build()
     if request.cmdline_target:
         line = _outputs(session, request.cmdline_target)[0].read_text().strip()

@@ -31,6 +31,7 @@ MODULES: dict[str, str] = {
         ("imagefile", ["files"]),
         ("extensions", ["extensions"]),
         ("secureboot", ["uki", "secureboot-enroll", "secureboot-iso"]),
+        ("catalog", ["catalog"]),
     )
     for name in names
 }

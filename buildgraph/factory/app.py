@@ -1,0 +1,319 @@
+"""The factory's HTTP service: schematics, assets, PXE scripts, catalogs, health, metrics.
+
+Routes and status codes follow the public Image Factory (DESIGN section 11), with the
+limits it lacks: a schematic body over :data:`MAX_BODY` is 413, a body that does not
+arrive within :data:`BODY_SECONDS` is 408, every path segment is checked by its grammar
+(no segment reaches the filesystem: schematics are found by a 64-hex ID, assets are built
+by name), a malformed version is 400. Every error is one line of text naming what is
+wrong; nothing answers with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
+from starlette.routing import Route
+
+from ..engine.errors import BuildgraphError
+from . import assets, catalog, registry, schematic, ui
+from .assets import AssetError
+from .builds import Builder, BuildFailedError, BusyError
+from .catalog import Catalog, UnknownNameError
+from .request import Build, UnservedError, build_for
+from .schematic import SchematicError
+from .store import ID, SchematicStore
+from .versions import MalformedVersionError, UnknownVersionError, Version, Versions
+
+MAX_BODY = 1 << 20
+BODY_SECONDS = 10.0
+RETRY_AFTER = "30"
+CATALOG_PLATFORM = "linux/amd64,linux/arm64"
+"""The catalogs index every arch: an extension of either arch resolves by one name."""
+_STATUS: dict[type, int] = {
+    SchematicError: 400, AssetError: 400, MalformedVersionError: 400, UnknownNameError: 400,
+    UnknownVersionError: 404, UnservedError: 404, BusyError: 503, BuildFailedError: 500,
+}  # fmt: skip
+
+
+@dataclass
+class Factory:
+    """What the routes share: the store, the builder, the versions and their catalogs."""
+
+    root: Path
+    store: SchematicStore
+    builder: Builder
+    versions: Versions
+    platforms: dict[str, dict]
+    extension_dir: Path
+    keys: Path | None = None
+    token: str | None = None
+    external_url: str | None = None
+    catalogs: dict[str, Catalog] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+    blobs: registry.Blobs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.blobs = registry.Blobs(self.builder.state / "registry")
+
+    @staticmethod
+    def status_of(err: BuildgraphError) -> int:
+        return _STATUS.get(type(err), 400)
+
+    async def catalog(self, version: Version) -> Catalog:
+        found = self.catalogs.get(version.name)
+        if found is None:
+            goal = ("extensions-catalog-layer", "overlays-catalog-layer", "catalogs")
+            build = Build(goal, {"PLATFORM": CATALOG_PLATFORM}, "catalogs")
+            outputs = await self.builder.outputs(build)
+            (extensions,) = outputs["extensions-catalog-layer"]
+            (overlays,) = outputs["overlays-catalog-layer"]
+            found = catalog.read(extensions, overlays, version.registry, version.name)
+            self.catalogs[version.name] = found
+        return found
+
+    async def create(self, body: bytes) -> schematic.Schematic:
+        """Parse, check against every served version's catalog, and store a schematic."""
+        parsed = schematic.parse(body)
+        for name in self.versions.names():
+            catalog_of = await self.catalog(self.versions.get(name))
+            catalog_of.check(parsed.official_extensions, parsed.overlay)
+        self.store.put(parsed)
+        return parsed
+
+    async def asset(self, schematic_id: str, version_text: str, path: str) -> Path:
+        if not ID.fullmatch(schematic_id):
+            raise SchematicError(f"bad schematic ID {schematic_id[:80]!r}: 64 hex digits")
+        version = self.versions.get(version_text)
+        asset = assets.parse(path)
+        found = self.store.get(schematic_id)
+        if found is None:
+            raise _NotFound("schematic not found")
+        build = build_for(found, asset, await self.catalog(version), self.platforms,
+                          self.extension_dir, self.keys)  # fmt: skip
+        return await self.builder.output(build)
+
+
+class _NotFound(BuildgraphError):
+    pass
+
+
+_STATUS[_NotFound] = 404
+
+
+def _text(status: int, message: str, **headers: str) -> PlainTextResponse:
+    return PlainTextResponse(message.replace("\n", " ") + "\n", status, headers=headers)
+
+
+def _guarded(
+    handler: Callable[[Factory, Request], Awaitable[Response]], name: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """A route that counts its requests and answers a BuildgraphError with its status."""
+
+    async def endpoint(request: Request) -> Response:
+        factory: Factory = request.app.state.factory
+        factory.requests[name] = factory.requests.get(name, 0) + 1
+        try:
+            return await handler(factory, request)
+        except BuildgraphError as err:
+            status = factory.status_of(err)
+            message = err.message + (f" (hint: {err.hint})" if err.hint else "")
+            headers = {"Retry-After": RETRY_AFTER} if status == 503 else {}
+            return _text(status, message, **headers)
+
+    return endpoint
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise HTTPException(413, f"the body is over {MAX_BODY} bytes")
+    chunks, size = [], 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise HTTPException(413, f"the body is over {MAX_BODY} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), BODY_SECONDS)
+    except TimeoutError:
+        raise HTTPException(408, f"the body did not arrive within {BODY_SECONDS:g} s") from None
+    return b"".join(chunks)
+
+
+async def create_schematic(factory: Factory, request: Request) -> Response:
+    if factory.token is not None:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {factory.token}".encode()):
+            return _text(401, "creating schematics needs the bearer token",
+                         **{"WWW-Authenticate": "Bearer"})  # fmt: skip
+    parsed = await factory.create(await _body(request))
+    return JSONResponse({"id": parsed.id, "schematic": parsed.marshal().decode()}, 201)
+
+
+async def wizard(factory: Factory, _request: Request, error: str = "") -> Response:
+    newest = await factory.catalog(factory.versions.get(factory.versions.newest))
+    platforms = sorted({p["platform"] for p in factory.platforms.values()})
+    boards = [(f"{o.name}@{o.image}", o.name, o.image) for o in newest.overlays]
+    extensions = [(e.name, e.description) for e in newest.extensions.values()]
+    page = ui.form(factory.versions.names(), platforms, boards, extensions,
+                   factory.keys is not None, factory.token is not None, error)  # fmt: skip
+    return HTMLResponse(page, 400 if error else 200)
+
+
+async def wizard_result(factory: Factory, request: Request) -> Response:
+    fields = ui.parse_form(await _body(request))
+    if factory.token is not None and fields.get("token", [""])[0] != factory.token:
+        return await wizard(factory, request, "creating schematics needs the bearer token")
+    document, choices = ui.schematic_document(fields)
+    try:
+        parsed = await factory.create(document)
+    except (SchematicError, UnknownNameError) as err:
+        return await wizard(factory, request, str(err))
+    base = (factory.external_url or str(request.base_url)).rstrip("/")
+    page = ui.result(base, parsed.id, parsed.marshal().decode(), choices)
+    return HTMLResponse(page)
+
+
+async def get_schematic(factory: Factory, request: Request) -> Response:
+    schematic_id = request.path_params["id"]
+    if not ID.fullmatch(schematic_id):
+        raise SchematicError(f"bad schematic ID {schematic_id[:80]!r}: 64 hex digits")
+    found = factory.store.get(schematic_id)
+    if found is None:
+        return _text(404, "schematic not found")
+    return Response(found.marshal(), media_type="application/yaml")
+
+
+async def image(factory: Factory, request: Request) -> Response:
+    params = request.path_params
+    path = await factory.asset(params["id"], params["version"], params["path"])
+    return FileResponse(
+        path,
+        filename=params["path"],
+        media_type="application/octet-stream",
+        content_disposition_type="attachment",
+    )
+
+
+async def pxe(factory: Factory, request: Request) -> Response:
+    params = request.path_params
+    asset = assets.parse(f"{params['path']}.iso")  # the same <platform>-<arch>[-secureboot]
+    cmdline = assets.Asset("cmdline", asset.arch, asset.platform, asset.secureboot)
+    line = await factory.asset(params["id"], params["version"], assets.name(cmdline))
+    base = (factory.external_url or str(request.base_url)).rstrip("/")
+    prefix = f"{base}/image/{params['id']}/{params['version']}"
+    args = line.read_text().strip()
+    if asset.secureboot:
+        uki = assets.name(assets.Asset("uki", asset.arch, asset.platform, True))
+        lines = [f"kernel {prefix}/{uki} {args}"]
+    else:
+        lines = [f"kernel {prefix}/kernel-{asset.arch} {args}",
+                 f"initrd {prefix}/initramfs-{asset.arch}.xz"]  # fmt: skip
+    script = "\n".join(["#!ipxe", "", "imgfree", *lines, "boot", ""])
+    return PlainTextResponse(script)
+
+
+async def versions(factory: Factory, _request: Request) -> Response:
+    return JSONResponse(factory.versions.names())
+
+
+async def official_extensions(factory: Factory, request: Request) -> Response:
+    found = await factory.catalog(factory.versions.get(request.path_params["version"]))
+    return JSONResponse([e.to_json() for e in found.extensions.values()])
+
+
+async def official_overlays(factory: Factory, request: Request) -> Response:
+    found = await factory.catalog(factory.versions.get(request.path_params["version"]))
+    return JSONResponse([o.to_json() for o in found.overlays])
+
+
+async def healthz(_factory: Factory, _request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+async def readyz(factory: Factory, _request: Request) -> Response:
+    await factory.catalog(factory.versions.get(factory.versions.newest))
+    return PlainTextResponse("ready\n")
+
+
+async def metrics(factory: Factory, _request: Request) -> Response:
+    m = factory.builder.metrics
+    series = [
+        ("factory_requests_total", "counter",
+         [(f'route="{r}"', n) for r, n in sorted(factory.requests.items())]),
+        ("factory_builds_total", "counter",
+         [(f'result="{r}"', n) for r, n in sorted(m.builds.items())]),
+        ("factory_cache_hits_total", "counter", [("", m.cache_hits)]),
+        ("factory_build_seconds_total", "counter", [("", round(m.build_seconds, 3))]),
+        ("factory_builds_running", "gauge", [("", m.running)]),
+        ("factory_builds_waiting", "gauge", [("", m.waiting)]),
+    ]  # fmt: skip
+    lines = []
+    for name, kind, samples in series:
+        lines.append(f"# TYPE {name} {kind}")
+        lines += [f"{name}{{{labels}}} {value}" if labels else f"{name} {value}"
+                  for labels, value in samples]  # fmt: skip
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+
+async def bad_path(_factory: Factory, request: Request) -> Response:
+    """Whatever no route takes: 405 where a route takes the path with other methods, 400
+    for the factory's own prefixes, else 404."""
+    path = request.scope["path"]
+    for other in request.app.routes[:-1]:
+        if other.path_regex.fullmatch(path):
+            allowed = ", ".join(sorted(other.methods))
+            return _text(405, f"method {request.method} is not allowed on {path[:120]!r}:"
+                         f" use {allowed}", Allow=allowed)  # fmt: skip
+    if path.startswith(("/image/", "/pxe/", "/schematics/", "/version/", "/v2/")):
+        return _text(400, f"bad path {path[:120]!r}: not an asset, schematic or PXE path")
+    return _text(404, f"no such route {path[:120]!r}")
+
+
+async def _http_error(_request: Request, err: Exception) -> Response:
+    assert isinstance(err, HTTPException)
+    return _text(err.status_code, err.detail, **(err.headers or {}))
+
+
+def create_app(factory: Factory) -> Starlette:
+    def route(path: str, handler, methods: list[str], name: str | None = None) -> Route:
+        return Route(path, _guarded(handler, name or handler.__name__), methods=methods)
+
+    routes = [
+        route("/", wizard, ["GET"]),
+        route("/ui/schematic", wizard_result, ["POST"]),
+        route("/schematics", create_schematic, ["POST"]),
+        route("/schematics/{id}", get_schematic, ["GET"]),
+        route("/image/{id}/{version}/{path}", image, ["GET", "HEAD"]),
+        route("/pxe/{id}/{version}/{path}", pxe, ["GET"]),
+        route("/versions", versions, ["GET"]),
+        route("/version/{version}/extensions/official", official_extensions, ["GET"]),
+        route("/version/{version}/overlays/official", official_overlays, ["GET"]),
+        route("/v2/", registry.base, ["GET"], "registry"),
+        route("/v2/{name}/{id}/{kind}/{reference}", registry.serve, ["GET", "HEAD"], "registry"),
+        route("/healthz", healthz, ["GET"]),
+        route("/readyz", readyz, ["GET"]),
+        route("/metrics", metrics, ["GET"]),
+        route("/{prefix:path}", bad_path, ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.factory = factory
+    return app

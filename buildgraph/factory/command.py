@@ -1,0 +1,104 @@
+"""``buildgraph factory serve``: the Image Factory on this checkout's graph and cache.
+
+It serves the checkout's build as the version ``TAG``, on the same cache as ``doit`` and
+the imager: an asset it builds is the imager's node for the same inputs, a cache hit when
+either built it before.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..engine.errors import BuildgraphError
+
+HELP = "serve schematics and build boot assets on demand, like Talos' Image Factory"
+HEADER_BYTES = 16 * 1024
+KEEP_ALIVE_SECONDS = 5
+
+
+def add_parser(sub: Any) -> None:
+    factory = sub.add_parser("factory", help=HELP, description=HELP)
+    actions = factory.add_subparsers(required=True, metavar="ACTION")
+    serve = actions.add_parser("serve", help="run the service", description=HELP)
+    serve.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="address to listen on (default: 127.0.0.1:8080)",
+    )
+    serve.add_argument(
+        "--max-builds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="builds at once (default: 2); more wait",
+    )
+    serve.add_argument(
+        "--max-waiting",
+        type=int,
+        default=32,
+        metavar="N",
+        help="builds that may wait for a slot before requests get 503 (default: 32)",
+    )
+    serve.add_argument(
+        "--schematic-token",
+        metavar="TOKEN",
+        help="require this bearer token to create schematics (reads stay public)",
+    )
+    serve.add_argument(
+        "--secureboot-keys",
+        type=Path,
+        metavar="DIR",
+        help="the Secure Boot keys secure boot assets are signed with",
+    )
+    serve.add_argument("--external-url", metavar="URL",
+                       help="the URL clients reach the factory at, for PXE scripts"
+                       " (default: the request's)")  # fmt: skip
+    serve.set_defaults(func=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..engine.session import Session
+    from ..engine.store import default_cache_dir
+    from ..imager.command import _platforms
+    from ..secureboot import check
+    from . import schematic
+    from .app import Factory, create_app
+    from .builds import Builder
+    from .store import SchematicStore
+    from .versions import Version, Versions
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise BuildgraphError(f"--listen {args.listen!r}: give HOST:PORT, e.g. 127.0.0.1:8080")
+    if args.max_builds < 1 or args.max_waiting < 0:
+        raise BuildgraphError("--max-builds must be at least 1 and --max-waiting not negative")
+    root = Path(args.root).resolve()
+    keys = args.secureboot_keys.resolve() if args.secureboot_keys else None
+    if keys is not None:
+        check(keys)
+    values = Session(root, [], {}).values
+    version = Version(values["TAG"], f"{values['IMAGE_REGISTRY']}/{values['USERNAME']}")
+    state = default_cache_dir() / "factory"
+    store = SchematicStore(state / "schematics")
+    store.put(schematic.EMPTY)
+    factory = Factory(
+        root=root,
+        store=store,
+        builder=Builder(root, state, args.max_builds, args.max_waiting),
+        versions=Versions([version]),
+        platforms=_platforms(root),
+        extension_dir=state / "extensions",
+        keys=keys,
+        token=args.schematic_token,
+        external_url=args.external_url,
+    )
+    print(f"factory: serving version {version.name} on http://{host}:{port}", flush=True)
+    uvicorn.run(create_app(factory), host=host, port=int(port), log_level="warning",
+                h11_max_incomplete_event_size=HEADER_BYTES,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)  # fmt: skip
+    return 0

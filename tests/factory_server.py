@@ -1,0 +1,109 @@
+"""Start ``buildgraph factory serve`` on 127.0.0.1 for tests, as a user runs it.
+
+The factory runs in a clone of the checkout with a test's cache, as its own process, and is
+stopped by its PID. :func:`request` is a small HTTP client (http.client: no redirects, no
+retries) that returns status, headers and body, for tests that check all three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from project import FIXED, REPO
+from registry_server import free_port
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+
+@dataclass
+class RunningFactory:
+    host: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 900,
+    ) -> Response:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            answer = connection.getresponse()
+            data = answer.read()
+            return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
+        finally:
+            connection.close()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None and self.request("GET", "/healthz").status == 200
+
+
+def environment(cache: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),
+        "HOME": str(cache.parent),
+        "BUILDGRAPH_CACHE": str(cache),
+        **FIXED,
+    }
+
+
+@contextlib.contextmanager
+def serve_factory(root: Path, cache: Path, *args: str) -> Iterator[RunningFactory]:
+    """A running factory for ``root`` with ``cache``; ``args``: more serve options."""
+    port = free_port()
+    log = cache.parent / f"factory-{port}.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "buildgraph.cli", "factory", "serve",
+             "--listen", f"127.0.0.1:{port}", *args],
+            cwd=root, env=environment(cache), stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    running = RunningFactory("127.0.0.1", port, process, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the factory exited {process.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(OSError):
+                if running.request("GET", "/healthz", timeout=5).status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the factory did not answer:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield running
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
