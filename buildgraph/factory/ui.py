@@ -153,16 +153,19 @@ def result(base: str, schematic_id: str, canonical: str, choices: dict[str, str]
         for a in assets
     )
     host = base.split("://", 1)[-1]
-    installer = "installer" if platform == "metal" else f"{platform}-installer"
-    installer += "-secureboot" if secure else ""
+    installer = "metal-installer" + ("-secureboot" if secure else "")
+    if platform == "metal":
+        reference = f"<code id=installer>{escape(host)}/{installer}/{escape(schematic_id)}:"
+        reference += f"{escape(version)}</code>"
+    else:
+        reference = (f"<span id=installer>none for {escape(platform)}: this factory's"
+                     " installer installs metal disks</span>")  # fmt: skip
     pxe = f"{base}/pxe/{schematic_id}/{version}/{platform}-{arch}{'-secureboot' if secure else ''}"
     body = (
         f"<p>Schematic ID: <code id=schematic-id>{escape(schematic_id)}</code></p>"
         f"<h2>Schematic</h2><pre id=schematic-yaml>{escape(canonical)}</pre>"
         f"<h2>Assets for {escape(version)}</h2><ul id=assets>{links}</ul>"
         f"<h2>PXE</h2><p><code id=pxe-url>{escape(pxe)}</code></p>"
-        "<h2>Installer image</h2>"
-        f"<p><code id=installer>{escape(host)}/{installer}/{escape(schematic_id)}:"
-        f"{escape(version)}</code></p><p><a href='/'>Start over</a></p>"
+        f"<h2>Installer image</h2><p>{reference}</p><p><a href='/'>Start over</a></p>"
     )
     return _page("Your schematic", body)

@@ -55,7 +55,15 @@ def probe_ref(probe: Probe, text: str, what: str) -> str:
         return f"registry {ref.digest or registry.resolve_digest(ref)}"
     from ..oci.layout import Layout
 
-    found = Layout(probe.cache_dir / "oci").resolve(str(ref), str(probe.arch))
+    store = Layout(probe.cache_dir / "oci")
+    if ref.digest:  # pinned: the digest names it, whatever the tag says now
+        found = (
+            store.resolve_digest(ref.digest, str(probe.arch))
+            if store.has_blob(ref.digest)
+            else None
+        )
+    else:
+        found = store.resolve(str(ref), str(probe.arch))
     if found is None:
         raise BuildgraphError(
             f"{what} {ref} has no linux/{probe.arch} image in the embedded store",
