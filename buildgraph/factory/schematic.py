@@ -149,9 +149,9 @@ def parse(body: bytes) -> Schematic:
 def _zero(kind: Any) -> Any:
     if kind in _FIELDS:
         return {key: _zero(sub) for key, sub, _ in _FIELDS[kind]}
-    return (
-        [] if isinstance(kind, tuple) else {_ANY: {}, _BOOL: False, _U8: 0, _UINT: 0}.get(kind, "")
-    )
+    if isinstance(kind, tuple):
+        return []
+    return {_ANY: {}, _BOOL: False, _U8: 0, _UINT: 0}.get(kind, "")
 
 
 def _is_zero(kind: Any, value: Any) -> bool:
@@ -162,7 +162,7 @@ def _is_zero(kind: Any, value: Any) -> bool:
 
 # --- Reading: go-yaml's resolver and decoder ------------------------------------------------
 
-_PLAIN, _QUOTED, _YAML = "?plain", "?quoted", "tag:yaml.org,2002:"
+_TAG_PLAIN, _TAG_QUOTED, _YAML = "?plain", "?quoted", "tag:yaml.org,2002:"
 _BREAKS = "\r\n\x85\u2028\u2029"
 
 
@@ -171,7 +171,7 @@ class _Loader(yaml.SafeLoader):
 
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode:
-            return _PLAIN if implicit[0] else _QUOTED
+            return _TAG_PLAIN if implicit[0] else _TAG_QUOTED
         return super().resolve(kind, value, implicit)
 
 
@@ -267,9 +267,9 @@ class _Decoder:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(path, f"expected a single value, got {_got(node)}")
         tag, raw = node.tag, node.value
-        if tag == _QUOTED or (tag == _PLAIN and node.style) or tag == _YAML + "str":
+        if tag == _TAG_QUOTED or (tag == _TAG_PLAIN and node.style) or tag == _YAML + "str":
             return "!!str", raw
-        if tag == _PLAIN:
+        if tag == _TAG_PLAIN:
             return _resolve(raw)
         short = "!!" + tag.removeprefix(_YAML) if tag.startswith(_YAML) else tag
         if short == "!!binary":
@@ -293,14 +293,17 @@ class _Decoder:
         """A mapping's keys and values: each key once, then what ``<<`` merges in."""
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(path, f"expected a mapping, got {_got(node)}")
+
+        def raw(key: yaml.Node) -> str:  # go-yaml compares keys by kind and text as written
+            return key.value if isinstance(key, yaml.ScalarNode) else ""
+
         lines: dict[tuple[type, str], int] = {}
         own, merged = [], []
         for key, value in node.value:
-            raw = key.value if isinstance(key, yaml.ScalarNode) else ""
-            if (type(key), raw) in lines:
-                line, again = lines[(type(key), raw)], key.start_mark.line + 1
-                raise self.fail(path, f"key {raw!r} is given twice (lines {line} and {again})")
-            lines[(type(key), raw)] = key.start_mark.line + 1
+            if (type(key), raw(key)) in lines:
+                line, again = lines[(type(key), raw(key))], key.start_mark.line + 1
+                raise self.fail(path, f"key {raw(key)!r} is given twice (lines {line} and {again})")
+            lines[(type(key), raw(key))] = key.start_mark.line + 1
             if isinstance(key, yaml.ScalarNode) and self.scalar(key, path)[0] == "!!merge":
                 for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
                     if not isinstance(source, yaml.MappingNode):
@@ -308,11 +311,11 @@ class _Decoder:
                     merged.extend(self.pairs(source, path))
             else:
                 own.append((key, value))
-        taken = {key.value for key, _ in own}
+        taken = {raw(key) for key, _ in own}
         for key, value in merged:  # a key the mapping has, or an earlier merge gave, wins
-            if key.value not in taken:
+            if raw(key) not in taken:
                 own.append((key, value))
-                taken.add(key.value)
+                taken.add(raw(key))
         return own
 
     def count_node(self, node: yaml.Node, path: str) -> None:
@@ -329,7 +332,7 @@ class _Decoder:
         """A node decoded into ``kind``; None where go-yaml leaves the target unset."""
         self.count_node(node, path)
         null = isinstance(node, yaml.ScalarNode) and self.scalar(node, path)[0] == "!!null"
-        if null and kind not in (_STR, _BOOT):  # a null empties a list or a map, sets no else
+        if null and kind not in (_STR, _BOOT):  # a null empties a list or a map, sets nothing else
             return [] if isinstance(kind, tuple) else {} if kind == _ANY else None
         if isinstance(kind, tuple):
             if not isinstance(node, yaml.SequenceNode):
@@ -415,7 +418,7 @@ class _Decoder:
 
 # --- Writing: go-yaml's representer, desolver and emitter -----------------------------------
 
-PLAIN, SINGLE, DOUBLE, LITERAL = "plain", "'", '"', "|"
+_PLAIN, _SINGLE, _DOUBLE, _LITERAL = "plain", "'", '"', "|"
 
 
 class _Scalar(NamedTuple):
@@ -439,10 +442,10 @@ def _string(s: str) -> _Scalar:
     """A string as go-yaml's representer and desolver style it."""
     if "\n" in s:
         literal = s != "\n" and any(c not in _GO_SPACE for c in s)
-        return _Scalar(s, LITERAL if literal else DOUBLE)
+        return _Scalar(s, _LITERAL if literal else _DOUBLE)
     if _BASE60.fullmatch(s) or s in _OLD_BOOLS or s == "<<":
-        return _Scalar(s, SINGLE)  # what YAML 1.1 reads otherwise: single-quoted in rc.6
-    return _Scalar(s, PLAIN if _resolve(s)[0] == "!!str" else DOUBLE)  # QuoteLegacy: double
+        return _Scalar(s, _SINGLE)  # what YAML 1.1 reads otherwise: single-quoted in rc.6
+    return _Scalar(s, _PLAIN if _resolve(s)[0] == "!!str" else _DOUBLE)  # QuoteLegacy: double
 
 
 def _go_float(f: float) -> str:
@@ -506,7 +509,7 @@ def _key_less(a: Any, b: Any) -> bool:
             return x < y
         if x_letter or y_letter:
             return x_letter if after_digit else y_letter
-        start = 0  # zeros after a non-zero digit count: a09 sorts after a1
+        start = 0  # 1 mid-number, after a non-zero digit, as go-yaml counts there
         if "0" in (x, y):
             run = a[:i][::-1]
             start = int(
@@ -527,11 +530,11 @@ def _any(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return _Seq(map(_any, v))
     if isinstance(v, bool) or v is None:
-        return _Scalar({True: "true", False: "false", None: "null"}[v], PLAIN)
+        return _Scalar({True: "true", False: "false", None: "null"}[v], _PLAIN)
     if isinstance(v, int | float):
-        return _Scalar(str(v) if isinstance(v, int) else _go_float(v), PLAIN)
+        return _Scalar(str(v) if isinstance(v, int) else _go_float(v), _PLAIN)
     if isinstance(v, datetime):
-        return _Scalar(_go_time(v if v.tzinfo else v.replace(tzinfo=UTC)), PLAIN)
+        return _Scalar(_go_time(v if v.tzinfo else v.replace(tzinfo=UTC)), _PLAIN)
     raise SchematicError(f"overlay options cannot hold a {type(v).__name__}")
 
 
@@ -543,14 +546,14 @@ def _represent(kind: Any, value: Any) -> Any:
             for key, sub, omit in _FIELDS[kind]
             if not omit or not _is_zero(sub, value[key])
         ]
-        return _Map((_Scalar(key, PLAIN), _represent(sub, value[key])) for key, sub in fields)
+        return _Map((_Scalar(key, _PLAIN), _represent(sub, value[key])) for key, sub in fields)
     if isinstance(kind, tuple):
         return _Seq(_represent(kind[0], item) for item in value)
     if kind == _ANY:
         return _any(dict(value))
     if kind in (_STR, _BOOT):
         return _string(value)
-    return _Scalar(("true" if value else "false") if kind == _BOOL else str(value), PLAIN)
+    return _Scalar(("true" if value else "false") if kind == _BOOL else str(value), _PLAIN)
 
 
 def _printable(c: str) -> bool:
@@ -673,18 +676,18 @@ class _Writer:
         text, style = node
         multiline, plain_ok, single_ok, literal_ok = _analyze(text)
         if simple_key and multiline:
-            style = DOUBLE
-        if style == PLAIN and (not plain_ok or (simple_key and not text)):
-            style = SINGLE  # the QuoteLegacy emitter's quotes
-        if (style == SINGLE and not single_ok) or (
-            style == LITERAL and (not literal_ok or simple_key)
+            style = _DOUBLE
+        if style == _PLAIN and (not plain_ok or (simple_key and not text)):
+            style = _SINGLE  # the QuoteLegacy emitter's quotes
+        if (style == _SINGLE and not single_ok) or (
+            style == _LITERAL and (not literal_ok or simple_key)
         ):
-            style = DOUBLE
+            style = _DOUBLE
         previous = self.deeper(in_item)
-        if style == PLAIN:
+        if style == _PLAIN:
             self.put(" " + text if text and not self.whitespace else text)
             self.whitespace = self.indention = False
-        elif style == DOUBLE:
+        elif style == _DOUBLE:
             self.indicator('"', True)
             bom = text.startswith("\ufeff")  # libyaml then escapes every character
             for c in text:
@@ -697,7 +700,7 @@ class _Writer:
 
     def block_or_single(self, text: str, style: str) -> None:
         self.indicator(style, True)
-        if style == LITERAL:
+        if style == _LITERAL:
             if text[0] in " " + _BREAKS:
                 self.indicator("4", False)  # the indentation indicator: the best indent
             if text[-1] not in _BREAKS:
@@ -706,19 +709,19 @@ class _Writer:
                 self.indicator("+", False)
             self.newline()
             self.whitespace = True
-        after_break = style == LITERAL
+        after_break = style == _LITERAL
         for c in text:
             if c in _BREAKS:
-                if style == SINGLE and not after_break and c == "\n":
+                if style == _SINGLE and not after_break and c == "\n":
                     self.newline()
                 self.newline(c)
                 after_break = True
                 continue
             if after_break:
                 self.write_indent()
-            self.put("''" if c == "'" and style == SINGLE else c)
+            self.put("''" if c == "'" and style == _SINGLE else c)
             self.indention = after_break = False
-        if style == SINGLE:
+        if style == _SINGLE:
             if after_break:
                 self.write_indent()
             self.indicator("'", False)
