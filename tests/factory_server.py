@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,15 +77,19 @@ def environment(cache: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_factory(root: Path, cache: Path, *args: str) -> Iterator[RunningFactory]:
-    """A running factory for ``root`` with ``cache``; ``args``: more serve options."""
+def serve_factory(
+    root: Path, cache: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[RunningFactory]:
+    """A running factory for ``root`` with ``cache``; ``args``: more serve options,
+    ``env``: more environment (variables)."""
     port = free_port()
     log = cache.parent / f"factory-{port}.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "buildgraph.cli", "factory", "serve",
              "--listen", f"127.0.0.1:{port}", *args],
-            cwd=root, env=environment(cache), stdout=sink, stderr=subprocess.STDOUT,
+            cwd=root, env={**environment(cache), **(env or {})}, stdout=sink,
+            stderr=subprocess.STDOUT,
         )  # fmt: skip
     running = RunningFactory("127.0.0.1", port, process, log)
     try:
@@ -107,3 +112,16 @@ def serve_factory(root: Path, cache: Path, *args: str) -> Iterator[RunningFactor
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def file_in_layout(layout: Path, wanted: str) -> bytes:
+    """The bytes of ``wanted`` in the layer of an OCI layout (skopeo's ``oci:``) holding it."""
+    for blob in sorted((layout / "blobs" / "sha256").iterdir()):
+        try:
+            with tarfile.open(blob) as tar:
+                member = next((m for m in tar.getmembers() if m.name.lstrip("./") == wanted), None)
+                if member is not None:
+                    return tar.extractfile(member).read()
+        except tarfile.TarError:
+            continue
+    raise AssertionError(f"no layer of {layout} holds {wanted}")

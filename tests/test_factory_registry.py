@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
-from factory_server import serve_factory
+from factory_server import file_in_layout, serve_factory
 from project import FIXED
 from realgraph import clone
 
@@ -43,7 +42,7 @@ def test_skopeo_pulls_a_schematic_s_installer_index(tmp_path: Path) -> None:
         assert served.status == 200
         plain = factory.request("GET", f"/image/{EMPTY}/{VERSION}/initramfs-amd64.xz")
         assert plain.status == 200 and plain.body != served.body
-        assert _file_in_layers(tmp_path / "copy", "usr/install/amd64/initramfs.xz") == served.body
+        assert file_in_layout(tmp_path / "copy", "usr/install/amd64/initramfs.xz") == served.body
         unknown = subprocess.run(
             ["skopeo", "inspect", "--raw", "--tls-verify=false",
              f"docker://127.0.0.1:{factory.port}/metal-installer/{schematic_id}:v9.9.9"],
@@ -51,20 +50,3 @@ def test_skopeo_pulls_a_schematic_s_installer_index(tmp_path: Path) -> None:
         )  # fmt: skip
         assert unknown.returncode != 0
         assert "unknown version 'v9.9.9'" in unknown.stderr
-
-
-def _file_in_layers(layout: Path, wanted: str) -> bytes:
-    """The bytes of ``wanted`` in the layer of the copied layout that holds it."""
-    found = None
-    blobs = layout / "blobs" / "sha256"
-    for blob in sorted(blobs.iterdir()):
-        try:
-            with tarfile.open(blob) as tar:
-                member = next((m for m in tar.getmembers() if m.name.lstrip("./") == wanted), None)
-                if member is not None:
-                    found = tar.extractfile(member).read()
-                    break
-        except tarfile.TarError:
-            continue
-    assert found is not None, f"no layer holds {wanted}"
-    return found

@@ -76,21 +76,29 @@ class Factory:
     async def catalog(self, version: Version) -> Catalog:
         found = self.catalogs.get(version.name)
         if found is None:
-            goal = ("extensions-catalog-layer", "overlays-catalog-layer", "catalogs")
-            build = Build(goal, {"PLATFORM": CATALOG_PLATFORM}, "catalogs")
-            outputs = await self.builder.outputs(build)
-            (extensions,) = outputs["extensions-catalog-layer"]
-            (overlays,) = outputs["overlays-catalog-layer"]
+            if version.imager is None:
+                goal = ("extensions-catalog-layer", "overlays-catalog-layer", "catalogs")
+                build = Build(goal, {"PLATFORM": CATALOG_PLATFORM}, "catalogs")
+                outputs = await self.builder.outputs(build)
+                (extensions,) = outputs["extensions-catalog-layer"]
+                (overlays,) = outputs["overlays-catalog-layer"]
+            else:
+                cache = self.builder.state.parent
+                extensions, overlays = await asyncio.gather(*(
+                    asyncio.to_thread(catalog.pulled_layer, f"{version.registry}/{kind}:"
+                                      f"{version.name}", cache)
+                    for kind in ("extensions", "overlays")
+                ))  # fmt: skip
             found = catalog.read(extensions, overlays, version.registry, version.name)
             self.catalogs[version.name] = found
         return found
 
     async def create(self, body: bytes) -> schematic.Schematic:
-        """Parse, check against every served version's catalog, and store a schematic."""
+        """Parse, check that some served version's catalog lists each name, and store a
+        schematic. A version without one of them refuses it when an asset is asked."""
         parsed = schematic.parse(body)
-        for name in self.versions.names():
-            catalog_of = await self.catalog(self.versions.get(name))
-            catalog_of.check(parsed.official_extensions, parsed.overlay)
+        served = [await self.catalog(self.versions.get(n)) for n in self.versions.names()]
+        catalog.union(served).check(parsed.official_extensions, parsed.overlay)
         self.store.put(parsed)
         return parsed
 
@@ -103,7 +111,7 @@ class Factory:
         if found is None:
             raise _NotFound("schematic not found")
         build = build_for(found, asset, await self.catalog(version), self.platforms,
-                          self.extension_dir, self.keys)  # fmt: skip
+                          self.extension_dir, self.keys, version)  # fmt: skip
         return await self.builder.output(build)
 
 

@@ -62,7 +62,7 @@ class Catalog:
             known = ", ".join(sorted(self.extensions)) or "none"
             raise UnknownNameError(
                 f"customization.systemExtensions.officialExtensions: unknown extension {name!r}",
-                hint=f"this version's official extensions: {known}",
+                hint=f"official extensions: {known}",
             )
         return found.ref
 
@@ -74,7 +74,7 @@ class Catalog:
         known = ", ".join(f"{o.name} ({o.image})" for o in self.overlays) or "none"
         raise UnknownNameError(
             f"overlay: unknown overlay {name!r} of image {image!r}",
-            hint=f"this version's official overlays: {known}",
+            hint=f"official overlays: {known}",
         )
 
     def check(self, extensions: tuple[str, ...], overlay: Any) -> None:
@@ -83,6 +83,16 @@ class Catalog:
             self.extension(name)
         if overlay is not None:
             self.overlay(overlay.image, overlay.name)
+
+
+def union(catalogs: list[Catalog]) -> Catalog:
+    """What any of ``catalogs`` lists (a name's latest entry where several list it)."""
+    extensions: dict[str, Extension] = {}
+    overlays: list[Overlay] = []
+    for each in catalogs:
+        extensions.update(each.extensions)
+        overlays += [o for o in each.overlays if o not in overlays]
+    return Catalog(extensions, tuple(overlays))
 
 
 def read(extensions_layer: Path, overlays_layer: Path, registry: str, tag: str) -> Catalog:
@@ -112,3 +122,23 @@ def _files(layer: Path) -> dict[str, bytes]:
             return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
     except (OSError, tarfile.TarError) as err:
         raise BuildgraphError(f"catalog layer {layer}: {err}") from None
+
+
+def pulled_layer(image: str, cache: Path) -> Path:
+    """The top layer of the catalog image ``image``, pulled from its registry into the
+    embedded store of ``cache``: where a release's catalog is read from."""
+    from ..oci import reference, registry
+    from ..oci.layout import Layout
+
+    store, ref = Layout(cache / "oci"), reference.parse(image)
+    for arch in ("amd64", "arm64"):  # a catalog is the same for every arch it is built for
+        try:
+            registry.pull(ref, arch, store)
+        except registry.RegistryError:
+            if arch == "arm64":
+                raise
+            continue
+        manifest = store.manifest_for(str(ref), arch)
+        if manifest is not None:
+            return store.blob_path(manifest["layers"][-1]["digest"])
+    raise BuildgraphError(f"catalog image {image} has no layer", hint="publish it again")

@@ -56,6 +56,15 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--external-url", metavar="URL",
                        help="the URL clients reach the factory at, for PXE scripts"
                        " (default: the request's)")  # fmt: skip
+    releases = serve.add_mutually_exclusive_group()
+    releases.add_argument(
+        "--versions-from",
+        metavar="REGISTRY/USER",
+        help="serve every tag of REGISTRY/USER/imager as a released version",
+    )
+    releases.add_argument("--versions", type=Path, metavar="FILE",
+                          help="serve the released versions FILE lists"
+                          " (versions: [{version, registry: REGISTRY/USER}])")  # fmt: skip
     serve.set_defaults(func=serve_command)
 
 
@@ -70,7 +79,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from .app import Factory, create_app
     from .builds import Builder
     from .store import SchematicStore
-    from .versions import Version, Versions
+    from .versions import Version, Versions, from_file, from_registry
 
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
@@ -83,6 +92,8 @@ def serve_command(args: argparse.Namespace) -> int:
         check(keys)
     values = Session(root, [], {}).values
     version = Version(values["TAG"], f"{values['IMAGE_REGISTRY']}/{values['USERNAME']}")
+    released = (from_registry(args.versions_from) if args.versions_from
+                else from_file(args.versions) if args.versions else [])  # fmt: skip
     state = default_cache_dir() / "factory"
     store = SchematicStore(state / "schematics")
     store.put(schematic.EMPTY)
@@ -90,14 +101,15 @@ def serve_command(args: argparse.Namespace) -> int:
         root=root,
         store=store,
         builder=Builder(root, state, args.max_builds, args.max_waiting),
-        versions=Versions([version]),
+        versions=Versions(version, released),
         platforms=_platforms(root),
         extension_dir=state / "extensions",
         keys=keys,
         token=args.schematic_token,
         external_url=args.external_url,
     )
-    print(f"factory: serving version {version.name} on http://{host}:{port}", flush=True)
+    names = ", ".join(factory.versions.names())
+    print(f"factory: serving versions {names} on http://{host}:{port}", flush=True)
     uvicorn.run(create_app(factory), host=host, port=int(port), log_level="warning",
                 h11_max_incomplete_event_size=HEADER_BYTES,
                 timeout_keep_alive=KEEP_ALIVE_SECONDS)  # fmt: skip

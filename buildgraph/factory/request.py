@@ -30,6 +30,7 @@ from ..imager.profile import build_request, image_output
 from .assets import Asset
 from .catalog import Catalog
 from .schematic import Schematic
+from .versions import Version
 
 _ARGS_REACH = ("iso", "image", "uki", "installer", "cmdline")
 _EXTENSIONS_REACH = ("initramfs", "iso", "image", "uki", "installer")
@@ -57,12 +58,19 @@ def build_for(
     platforms: dict[str, dict],
     extension_dir: Path,
     keys: Path | None,
+    release: Version | None = None,
 ) -> Build:
-    """The build of ``asset`` with ``schematic``'s customizations; UnservedError for an
-    asset this graph does not make, BuildgraphError for a schematic it cannot apply."""
+    """The build of ``asset`` with ``schematic``'s customizations, of the checkout or of
+    a ``release`` (its imager image's kernel and initramfs, its version); UnservedError
+    for an asset this graph does not make, BuildgraphError for a schematic it cannot
+    apply."""
     _check_served(asset, platforms, keys)
     profile: dict[str, Any] = {"arch": asset.arch, "platform": asset.platform,
                                "output": {"kind": asset.kind}}  # fmt: skip
+    inputs: dict[str, Any] = {}
+    if release is not None and release.imager is not None:
+        profile["version"] = release.name
+        inputs = {"kernel": {"imageRef": release.imager}, "initramfs": {"imageRef": release.imager}}
     if asset.secureboot:
         profile["secureboot"] = True
     if asset.kind in _ARGS_REACH:
@@ -76,7 +84,9 @@ def build_for(
     if asset.kind in _EXTENSIONS_REACH:
         refs = [{"imageRef": catalog.extension(name)} for name in schematic.official_extensions]
         tarball = schematic_extension(schematic, extension_dir)
-        profile["input"] = {"systemExtensions": [*refs, {"tarballPath": str(tarball)}]}
+        inputs["systemExtensions"] = [*refs, {"tarballPath": str(tarball)}]
+    if inputs:
+        profile["input"] = inputs
     if schematic.overlay is not None and asset.kind in ("image", "iso", "installer"):
         overlay = schematic.overlay
         profile["overlay"] = {"image": {"imageRef": catalog.overlay(overlay.image, overlay.name)},

@@ -525,6 +525,24 @@ class Client:
         media_type = (doc.get("mediaType") if isinstance(doc, dict) else None) or content_type
         return body, media_type, digest
 
+    def tags(self, ref: Reference) -> list[str]:
+        """The tags of ``ref``'s repository, as the registry lists them (all pages)."""
+        path, tags = f"/v2/{ref.repository}/tags/list?n=1000", []
+        while path:
+            response = self.open(ref, "GET", path)
+            self.check(ref, response, "tag list")
+            with response:
+                try:
+                    doc = json.loads(response.read(_MAX_MANIFEST + 1))
+                except (OSError, http.client.HTTPException) as err:
+                    raise self.unreachable(ref, err) from None
+                except ValueError:
+                    raise RegistryError(f"the tag list of {ref} is not JSON") from None
+                link = response.headers.get("Link", "")
+            tags += [str(tag) for tag in doc.get("tags") or []]
+            path = link.partition("<")[2].partition(">")[0] if 'rel="next"' in link else ""
+        return tags
+
     def head_digest(self, ref: Reference) -> str | None:
         """The manifest digest from a HEAD request, or None if the registry does not say."""
         path = f"/v2/{ref.repository}/manifests/{ref.reference}"
