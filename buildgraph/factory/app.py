@@ -39,6 +39,7 @@ from .store import ID, SchematicStore
 from .versions import MalformedVersionError, UnknownVersionError, Version, Versions
 
 MAX_BODY = 1 << 20
+MAX_HEADERS = 16 << 10
 BODY_SECONDS = 10.0
 RETRY_AFTER = "30"
 CATALOG_PLATFORM = "linux/amd64,linux/arm64"
@@ -301,7 +302,7 @@ async def _http_error(_request: Request, err: Exception) -> Response:
     return _text(err.status_code, err.detail, **(err.headers or {}))
 
 
-def create_app(factory: Factory) -> Starlette:
+def create_app(factory: Factory) -> _HeaderLimit:
     def route(path: str, handler, methods: list[str], name: str | None = None) -> Route:
         return Route(path, _guarded(handler, name or handler.__name__), methods=methods)
 
@@ -324,4 +325,21 @@ def create_app(factory: Factory) -> Starlette:
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.factory = factory
-    return app
+    return _HeaderLimit(app)
+
+
+class _HeaderLimit:
+    """Refuse a request whose headers are over :data:`MAX_HEADERS` bytes (431)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(k) + len(v) for k, v in scope["headers"])
+            if size > MAX_HEADERS:
+                answer = _text(431, f"the request's headers are over {MAX_HEADERS} bytes")
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

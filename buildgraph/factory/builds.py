@@ -56,7 +56,7 @@ class Builder:
         self.root = root
         self.state = state
         self.env = env
-        self.max_waiting = max_waiting
+        self.max_builds, self.max_waiting = max_builds, max_waiting
         self.slots = asyncio.Semaphore(max_builds)
         self.metrics = Metrics()
         self._flights: dict[str, asyncio.Task[Outputs]] = {}
@@ -76,7 +76,8 @@ class Builder:
             return done
         flight = self._flights.get(key)
         if flight is None:
-            if self.metrics.waiting >= self.max_waiting:
+            full = self.metrics.running + self.metrics.waiting >= self.max_builds
+            if full and self.metrics.waiting >= self.max_waiting:
                 raise BusyError(
                     f"{self.metrics.running} builds are running and {self.metrics.waiting}"
                     " waiting", hint="retry later")  # fmt: skip
