@@ -18,14 +18,7 @@ from realgraph import clone
 
 pytestmark = pytest.mark.slow
 EMPTY = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
-SEED = b"""customization:
-  extraKernelArgs:
-    - net.ifnames=0
-  systemExtensions:
-    officialExtensions:
-      - siderolabs/gvisor
-      - siderolabs/intel-ucode
-"""
+SEED = b"customization: {systemExtensions: {officialExtensions: [siderolabs/gvisor]}}"
 HELLO = "buildgraph/ext-hello"  # the test env has no USER: USERNAME defaults to buildgraph
 VERSION = FIXED["TAG"]
 

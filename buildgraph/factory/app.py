@@ -224,18 +224,17 @@ async def image(factory: Factory, request: Request) -> Response:
 
 async def pxe(factory: Factory, request: Request) -> Response:
     params = request.path_params
-    asset = assets.parse(f"{params['path']}.iso")  # the same <platform>-<arch>[-secureboot]
-    cmdline = assets.Asset("cmdline", asset.arch, asset.platform, asset.secureboot)
+    cmdline = assets.machine(params["path"])
     line = await factory.asset(params["id"], params["version"], assets.name(cmdline))
     base = (factory.external_url or str(request.base_url)).rstrip("/")
     prefix = f"{base}/image/{params['id']}/{params['version']}"
     args = line.read_text().strip()
-    if asset.secureboot:
-        uki = assets.name(assets.Asset("uki", asset.arch, asset.platform, True))
+    if cmdline.secureboot:
+        uki = assets.name(assets.Asset("uki", cmdline.arch, cmdline.platform, True))
         lines = [f"kernel {prefix}/{uki} {args}"]
     else:
-        lines = [f"kernel {prefix}/kernel-{asset.arch} {args}",
-                 f"initrd {prefix}/initramfs-{asset.arch}.xz"]  # fmt: skip
+        lines = [f"kernel {prefix}/kernel-{cmdline.arch} {args}",
+                 f"initrd {prefix}/initramfs-{cmdline.arch}.xz"]  # fmt: skip
     script = "\n".join(["#!ipxe", "", "imgfree", *lines, "boot", ""])
     return PlainTextResponse(script)
 

@@ -67,6 +67,14 @@ def parse(path: str) -> Asset:
     return _disk(path)
 
 
+def machine(path: str) -> Asset:
+    """The ``<platform>-<arch>[-secureboot]`` a PXE path names, as its command line."""
+    match = _DISK.fullmatch(path)
+    if match is None:
+        raise AssetError(f"invalid PXE path: {path!r}: not <platform>-<arch>[-secureboot]")
+    return _asset("cmdline", match)
+
+
 def _asset(kind: str, match: re.Match[str], suffix: str = "") -> Asset:
     found = match.groupdict()
     return Asset(
