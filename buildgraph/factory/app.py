@@ -29,6 +29,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from ..engine.errors import BuildgraphError
+from ..oci.registry import RegistryError
 from . import assets, catalog, registry, schematic, ui
 from .assets import AssetError
 from .builds import Builder, BuildFailedError, BusyError
@@ -44,10 +45,19 @@ BODY_SECONDS = 10.0
 RETRY_AFTER = "30"
 CATALOG_PLATFORM = "linux/amd64,linux/arm64"
 """The catalogs index every arch: an extension of either arch resolves by one name."""
+
+
+class SchematicNotFoundError(BuildgraphError):
+    """No schematic has the ID (404)."""
+
+
 _STATUS: dict[type, int] = {
     SchematicError: 400, AssetError: 400, MalformedVersionError: 400, UnknownNameError: 400,
-    UnknownVersionError: 404, UnservedError: 404, BusyError: 503, BuildFailedError: 500,
+    UnknownVersionError: 404, UnservedError: 404, SchematicNotFoundError: 404,
+    BuildFailedError: 500, RegistryError: 502, BusyError: 503,
 }  # fmt: skip
+"""Each error's status, by its class or the nearest base listed; any other is a 400: a
+request this factory cannot serve as asked (a schematic the imager's profile refuses)."""
 
 
 @dataclass
@@ -70,9 +80,13 @@ class Factory:
     def __post_init__(self) -> None:
         self.blobs = registry.Blobs(self.builder.state / "registry")
 
+    def allows(self, token: str) -> bool:
+        """Whether ``token`` may create schematics: any, without --schematic-token."""
+        return self.token is None or hmac.compare_digest(token.encode(), self.token.encode())
+
     @staticmethod
     def status_of(err: BuildgraphError) -> int:
-        return _STATUS.get(type(err), 400)
+        return next((_STATUS[kind] for kind in type(err).__mro__ if kind in _STATUS), 400)
 
     async def catalog(self, version: Version) -> Catalog:
         found = self.catalogs.get(version.name)
@@ -110,17 +124,10 @@ class Factory:
         asset = assets.parse(path)
         found = self.store.get(schematic_id)
         if found is None:
-            raise _NotFound("schematic not found")
+            raise SchematicNotFoundError("schematic not found")
         build = build_for(found, asset, await self.catalog(version), self.platforms,
                           self.extension_dir, self.keys, version)  # fmt: skip
         return await self.builder.output(build)
-
-
-class _NotFound(BuildgraphError):
-    pass
-
-
-_STATUS[_NotFound] = 404
 
 
 def _text(status: int, message: str, **headers: str) -> PlainTextResponse:
@@ -168,11 +175,10 @@ async def _body(request: Request) -> bytes:
 
 
 async def create_schematic(factory: Factory, request: Request) -> Response:
-    if factory.token is not None:
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {factory.token}".encode()):
-            return _text(401, "creating schematics needs the bearer token",
-                         **{"WWW-Authenticate": "Bearer"})  # fmt: skip
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if not factory.allows(token if scheme == "Bearer" else ""):
+        return _text(401, "creating schematics needs the bearer token",
+                     **{"WWW-Authenticate": "Bearer"})  # fmt: skip
     parsed = await factory.create(await _body(request))
     return JSONResponse({"id": parsed.id, "schematic": parsed.marshal().decode()}, 201)
 
@@ -189,7 +195,7 @@ async def wizard(factory: Factory, _request: Request, error: str = "") -> Respon
 
 async def wizard_result(factory: Factory, request: Request) -> Response:
     fields = ui.parse_form(await _body(request))
-    if factory.token is not None and fields.get("token", [""])[0] != factory.token:
+    if not factory.allows(fields.get("token", [""])[0]):
         return await wizard(factory, request, "creating schematics needs the bearer token")
     document, choices = ui.schematic_document(fields)
     try:
