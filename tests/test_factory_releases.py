@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from factory_server import file_in_layout, serve_factory
+from factory_server import environment, file_in_layout, serve_factory
 from realgraph import build, clone
-from registry_server import serve_registry
+from registry_server import free_port, serve_registry
 
 pytestmark = pytest.mark.slow
 EMPTY = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
@@ -63,3 +64,34 @@ def _from_image(ref: str, member: str, scratch: Path) -> bytes:
     subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}",
                     f"oci:{layout}:x"], check=True, capture_output=True)  # fmt: skip
     return file_in_layout(layout, member)
+
+
+def test_factories_sharing_a_registry_share_their_schematics(tmp_path: Path) -> None:
+    root = clone(tmp_path / "repo")
+    with serve_registry(tmp_path / "registry") as registry:
+        shared = ("--schematic-registry", f"{registry.host}/factory")
+        with serve_factory(root, tmp_path / "cache-a", *shared) as first:
+            body = b"customization: {extraKernelArgs: [buildgraph.shared=1]}"
+            answer = first.request("POST", "/schematics", body)
+            assert answer.status == 201, answer.text
+            schematic_id = json.loads(answer.body)["id"]
+        with serve_factory(root, tmp_path / "cache-b", *shared) as second:
+            found = second.request("GET", f"/schematics/{schematic_id}")
+            assert found.status == 200, found.text
+            assert b"buildgraph.shared=1" in found.body
+        with serve_factory(root, tmp_path / "cache-c") as alone:  # no registry: not known
+            assert alone.request("GET", f"/schematics/{schematic_id}").status == 404
+
+
+def test_an_unreachable_schematic_registry_stops_the_factory_with_one_message(tmp_path) -> None:
+    root = clone(tmp_path / "repo")
+    where = f"127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "buildgraph.cli", "factory", "serve", "--listen",
+         f"127.0.0.1:{free_port()}", "--schematic-registry", f"{where}/factory"],
+        cwd=root, env=environment(tmp_path / "cache"), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert where in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert list((tmp_path / "cache" / "factory" / "schematics").glob("*.yaml")) == []

@@ -56,6 +56,9 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--external-url", metavar="URL",
                        help="the URL clients reach the factory at, for PXE scripts"
                        " (default: the request's)")  # fmt: skip
+    serve.add_argument("--schematic-registry", metavar="REGISTRY/USER",
+                       help="also keep schematics in REGISTRY/USER/schematics, shared by"
+                       " every factory that names it")  # fmt: skip
     releases = serve.add_mutually_exclusive_group()
     releases.add_argument(
         "--versions-from",
@@ -78,7 +81,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from . import schematic
     from .app import Factory, create_app
     from .builds import Builder
-    from .store import SchematicStore
+    from .store import RegistrySchematics, SchematicStore
     from .versions import Version, Versions, from_file, from_registry
 
     host, _, port = args.listen.rpartition(":")
@@ -95,7 +98,8 @@ def serve_command(args: argparse.Namespace) -> int:
     released = (from_registry(args.versions_from) if args.versions_from
                 else from_file(args.versions) if args.versions else [])  # fmt: skip
     state = default_cache_dir() / "factory"
-    store = SchematicStore(state / "schematics")
+    remote = RegistrySchematics(args.schematic_registry) if args.schematic_registry else None
+    store = SchematicStore(state / "schematics", remote)
     store.put(schematic.EMPTY)
     factory = Factory(
         root=root,
