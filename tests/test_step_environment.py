@@ -21,7 +21,7 @@ targets:
       script: |
         touch $OUT/f
         stat -c %a $OUT/f > $OUT/env.txt
-        echo ${LEAK:-none} >> $OUT/env.txt
+        echo $${LEAK:-none} >> $OUT/env.txt  # $$: the shell's ${...}, not a variable
     outputs: [f, env.txt]
 """
 
