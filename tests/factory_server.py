@@ -10,15 +10,14 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from processes import serving
 from project import FIXED, REPO
 from registry_server import free_port
 
@@ -83,35 +82,22 @@ def serve_factory(
     """A running factory for ``root`` with ``cache``; ``args``: more serve options,
     ``env``: more environment (variables)."""
     port = free_port()
+    argv = [sys.executable, "-m", "buildgraph.cli", "factory", "serve",
+            "--listen", f"127.0.0.1:{port}", *args]  # fmt: skip
     log = cache.parent / f"factory-{port}.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "buildgraph.cli", "factory", "serve",
-             "--listen", f"127.0.0.1:{port}", *args],
-            cwd=root, env={**environment(cache), **(env or {})}, stdout=sink,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    running = RunningFactory("127.0.0.1", port, process, log)
+    environ = {**environment(cache), **(env or {})}
+    with serving(argv, root, environ, log, lambda: healthy("127.0.0.1", port)) as process:
+        yield RunningFactory("127.0.0.1", port, process, log)
+
+
+def healthy(host: str, port: int, path: str = "/healthz") -> bool:
+    """Whether ``GET path`` answers 200 (OSError while the server is not up)."""
+    connection = http.client.HTTPConnection(host, port, timeout=5)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the factory exited {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(OSError):
-                if running.request("GET", "/healthz", timeout=5).status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the factory did not answer:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield running
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+        connection.close()
 
 
 def file_in_layout(layout: Path, wanted: str) -> bytes:

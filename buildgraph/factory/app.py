@@ -20,7 +20,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -75,6 +74,8 @@ class Factory:
     external_url: str | None = None
     catalogs: dict[str, Catalog] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
+    builds: dict[tuple[str, str, str], Build] = field(default_factory=dict)
+    """Each asset's build, by schematic, version and path: all three are immutable."""
     blobs: registry.Blobs = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,11 +123,14 @@ class Factory:
             raise SchematicError(f"bad schematic ID {schematic_id[:80]!r}: 64 hex digits")
         version = self.versions.get(version_text)
         asset = assets.parse(path)
-        found = self.store.get(schematic_id)
-        if found is None:
-            raise SchematicNotFoundError("schematic not found")
-        build = build_for(found, asset, await self.catalog(version), self.platforms,
-                          self.extension_dir, self.keys, version)  # fmt: skip
+        build = self.builds.get((schematic_id, version.name, path))
+        if build is None:
+            found = self.store.get(schematic_id)
+            if found is None:
+                raise SchematicNotFoundError("schematic not found")
+            build = build_for(found, asset, await self.catalog(version), self.platforms,
+                              self.extension_dir, self.keys, version)  # fmt: skip
+            self.builds[(schematic_id, version.name, path)] = build
         return await self.builder.output(build)
 
 
@@ -220,7 +224,7 @@ async def get_schematic(factory: Factory, request: Request) -> Response:
 async def image(factory: Factory, request: Request) -> Response:
     params = request.path_params
     path = await factory.asset(params["id"], params["version"], params["path"])
-    return FileResponse(
+    return registry.LargeFileResponse(
         path,
         filename=params["path"],
         media_type="application/octet-stream",

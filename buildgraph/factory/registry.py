@@ -28,6 +28,13 @@ ARCHES = ("amd64", "arm64")
 API = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
+class LargeFileResponse(FileResponse):
+    """A file read (in a worker thread) and written a MiB at a time, not 64 KiB: assets
+    and layers are large, and each chunk costs a thread hand-off."""
+
+    chunk_size = 1 << 20
+
+
 class RegistryError(BuildgraphError):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -121,7 +128,7 @@ async def serve(factory, request: Request) -> Response:
         return error(RegistryError(status, _CODES.get(status, "UNKNOWN"), str(err)))
     media = blobs.media.get(digest, "application/octet-stream")
     headers = {**API, "Docker-Content-Digest": digest}
-    return FileResponse(path, media_type=media, headers=headers)
+    return LargeFileResponse(path, media_type=media, headers=headers)
 
 
 _CODES = {400: "NAME_INVALID", 404: "MANIFEST_UNKNOWN", 503: "TOOMANYREQUESTS"}
