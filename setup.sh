@@ -13,7 +13,7 @@ PACKAGES=(
   qemu-utils tar gzip sbsigntool faketime
   # tests: independent readers, qemu boots, a registry and a second OCI client
   cpio qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 docker-registry skopeo
-  apache2-utils openssl binutils ipxe-qemu
+  apache2-utils openssl binutils ipxe-qemu strace
   # tests: the factory's web UI in a real browser
   chromium chromium-driver
 )

@@ -5,7 +5,8 @@ doit, ``cache`` inspects and prunes the cache, ``vars`` prints the variables tab
 ``pins refresh`` re-pins the Debian packages that package images are made of,
 ``push`` sends an image from the embedded store to a registry, ``imager`` builds a
 customized boot asset from a profile (buildgraph/imager/), ``secureboot keys`` makes a
-set of Secure Boot keys.
+set of Secure Boot keys, ``lint-image`` checks a disk image for first-boot state
+(buildgraph/diskimage/).
 Arguments of the form NAME=value are build variables, as with doit.
 """
 
@@ -113,11 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--name", default="buildgraph", help="common name prefix of the certificates")
     keys.set_defaults(func=_secureboot_keys)
 
+    from .diskimage.command import add_parser as add_lint_image
     from .factory.command import add_parser as add_factory
     from .imager.command import add_parser as add_imager
 
     add_imager(sub)
     add_factory(sub)
+    add_lint_image(sub)
     return parser
 
 

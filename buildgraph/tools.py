@@ -13,6 +13,7 @@ PACKAGES: dict[str, str] = {
     "grub-mkimage": "grub-common",
     "gzip": "gzip",
     "mcopy": "mtools",
+    "mdir": "mtools",
     "mke2fs": "e2fsprogs",
     "mkfs.vfat": "dosfstools",
     "mksquashfs": "squashfs-tools",

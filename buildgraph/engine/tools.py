@@ -20,6 +20,20 @@ PACKAGES: dict[str, str] = {}
 the OS side fills it."""
 
 
+def locate(tool: str, why: str) -> str:
+    """The path of ``tool``; a missing one is a ToolMissingError naming its Debian package
+    and ``why`` it is needed."""
+    path = shutil.which(tool)
+    if path is None:
+        package = PACKAGES.get(tool, tool)
+        raise ToolMissingError(
+            f"tool {tool!r} is not installed ({why})",
+            hint=f"install the Debian package {package}: apt-get install {package}"
+            " (or run ./setup.sh)",
+        )
+    return path
+
+
 def resolve(
     tools: Iterable[str], cache: dict[str, tuple], needed_by: dict[str, str]
 ) -> dict[str, tuple[str, str]]:
@@ -27,14 +41,7 @@ def resolve(
     found: dict[str, tuple[str, str]] = {}
     unknown: dict[str, tuple] = {}
     for tool in sorted(set(tools)):
-        path = shutil.which(tool)
-        if path is None:
-            package = PACKAGES.get(tool, tool)
-            raise ToolMissingError(
-                f"tool {tool!r} is not installed (needed by {needed_by.get(tool, 'a step')})",
-                hint=f"install the Debian package {package}: apt-get install {package}"
-                " (or run ./setup.sh)",
-            )
+        path = locate(tool, f"needed by {needed_by.get(tool, 'a step')}")
         st = os.stat(path)
         stamp = (path, st.st_ino, st.st_mtime_ns, st.st_size)
         seen = cache.get(tool)
