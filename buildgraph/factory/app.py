@@ -115,7 +115,7 @@ class Factory:
         parsed = schematic.parse(body)
         served = [await self.catalog(self.versions.get(n)) for n in self.versions.names()]
         catalog.union(served).check(parsed.official_extensions, parsed.overlay)
-        self.store.put(parsed)
+        await asyncio.to_thread(self.store.put, parsed)  # a registry's, too: off the loop
         return parsed
 
     async def asset(self, schematic_id: str, version_text: str, path: str) -> Path:
@@ -125,7 +125,7 @@ class Factory:
         asset = assets.parse(path)
         build = self.builds.get((schematic_id, version.name, path))
         if build is None:
-            found = self.store.get(schematic_id)
+            found = await asyncio.to_thread(self.store.get, schematic_id)
             if found is None:
                 raise SchematicNotFoundError("schematic not found")
             build = build_for(found, asset, await self.catalog(version), self.platforms,
@@ -215,7 +215,7 @@ async def get_schematic(factory: Factory, request: Request) -> Response:
     schematic_id = request.path_params["id"]
     if not ID.fullmatch(schematic_id):
         raise SchematicError(f"bad schematic ID {schematic_id[:80]!r}: 64 hex digits")
-    found = factory.store.get(schematic_id)
+    found = await asyncio.to_thread(factory.store.get, schematic_id)
     if found is None:
         return _text(404, "schematic not found")
     return Response(found.marshal(), media_type="application/yaml")

@@ -14,8 +14,11 @@ store, immutable, so the next request streams it without asking the engine again
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,11 +54,9 @@ class Metrics:
 
 
 class Builder:
-    def __init__(self, root: Path, state: Path, max_builds: int = 2, max_waiting: int = 32,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(self, root: Path, state: Path, max_builds: int = 2, max_waiting: int = 32) -> None:
         self.root = root
         self.state = state
-        self.env = env
         self.max_builds, self.max_waiting = max_builds, max_waiting
         self.slots = asyncio.Semaphore(max_builds)
         self.metrics = Metrics()
@@ -76,8 +77,7 @@ class Builder:
             return done
         flight = self._flights.get(key)
         if flight is None:
-            full = self.metrics.running + self.metrics.waiting >= self.max_builds
-            if full and self.metrics.waiting >= self.max_waiting:
+            if len(self._flights) >= self.max_builds + self.max_waiting:
                 raise BusyError(
                     f"{self.metrics.running} builds are running and {self.metrics.waiting}"
                     " waiting", hint="retry later")  # fmt: skip
@@ -119,9 +119,16 @@ class Builder:
                "goal": list(build.goal), "variables": build.variables}  # fmt: skip
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "buildgraph.factory.worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=self.env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )  # fmt: skip
-        stdout, _ = await process.communicate(json.dumps(job).encode())
+        try:
+            stdout, _ = await process.communicate(json.dumps(job).encode())
+        finally:
+            if process.returncode is None:  # the factory is stopping: so is the build
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                await process.wait()
         lines = stdout.decode(errors="replace").strip().splitlines()
         try:
             return json.loads(lines[-1])

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import shutil
+import tempfile
+import threading
 from pathlib import Path
 
 from starlette.requests import Request
@@ -84,8 +88,11 @@ class Blobs:
                                "manifests": manifests})  # fmt: skip
         digest = sha256_digest(data)
         path = self.directory / "indexes" / digest.removeprefix("sha256:")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        if not path.is_file():  # content-addressed: written once, whole, never rewritten
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
         self.paths[digest], self.media[digest] = path, OCI_INDEX
         return digest, data
 
@@ -95,9 +102,13 @@ class Blobs:
         st = archive.stat()
         dest = self.directory / "layouts" / f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
         if not (dest / "index.json").is_file():
-            scratch = dest.with_name(dest.name + ".tmp")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
             untar.extract(archive, scratch, "data")
-            scratch.rename(dest)
+            try:
+                scratch.rename(dest)
+            except OSError:  # another request unpacked it first
+                shutil.rmtree(scratch)
         return dest
 
 
@@ -114,7 +125,8 @@ async def serve(factory, request: Request) -> Response:
             archives = await asyncio.gather(*(
                 factory.asset(params["id"], reference, name(a)) for a in assets
             ))  # fmt: skip
-            digest, _ = blobs.index([(a.arch, p) for a, p in zip(assets, archives, strict=True)])
+            pairs = [(a.arch, p) for a, p in zip(assets, archives, strict=True)]
+            digest, _ = await asyncio.to_thread(blobs.index, pairs)  # unpacks: off the loop
         else:
             digest = reference
         path = blobs.paths.get(digest)

@@ -34,6 +34,8 @@ from .versions import Version
 
 _ARGS_REACH = ("iso", "image", "uki", "installer", "cmdline")
 _EXTENSIONS_REACH = ("initramfs", "iso", "image", "uki", "installer")
+_OVERLAY_REACH = ("image", "iso", "installer", "uki", "cmdline")
+"""An overlay's options reach the kernel command line: every asset that holds one."""
 SCHEMATIC_FILE = "usr/local/share/schematic/schematic.yaml"
 
 
@@ -87,7 +89,7 @@ def build_for(
         inputs["systemExtensions"] = [*refs, {"tarballPath": str(tarball)}]
     if inputs:
         profile["input"] = inputs
-    if schematic.overlay is not None and asset.kind in ("image", "iso", "installer"):
+    if schematic.overlay is not None and asset.kind in _OVERLAY_REACH:
         overlay = schematic.overlay
         profile["overlay"] = {"image": {"imageRef": catalog.overlay(overlay.image, overlay.name)},
                               "name": overlay.name}  # fmt: skip
