@@ -31,6 +31,7 @@ def browser():
                  "--disable-dev-shm-usage", "--no-proxy-server"):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.implicitly_wait(30)  # a form's answer may take a moment on a busy machine
     try:
         yield driver
     finally:
