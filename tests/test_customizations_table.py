@@ -13,7 +13,6 @@ from project import REPO
 
 from buildgraph import variables
 from buildgraph.engine.variables import BY_NAME, resolve
-from buildgraph.engine.yamlsrc import load
 from buildgraph.imager import command, customizations, flags
 from buildgraph.imager.profile import SCHEMA, apply_flags, build_request, check
 
@@ -45,10 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _platforms() -> dict[str, dict]:
-    return {path.stem: load(path) for path in (REPO / "targets" / "profiles").glob("*.yaml")}
-
-
 def test_a_flag_imager_args_the_variable_and_the_profile_field_give_one_value(tmp_path):
     args = _parser().parse_args(["imager", "iso", *FLAGS])
     from_flags = flags.to_variables(args)
@@ -58,7 +53,7 @@ def test_a_flag_imager_args_the_variable_and_the_profile_field_give_one_value(tm
     profile = {"arch": "amd64", "platform": "metal", "output": {"kind": "iso"}}
     apply_flags(profile, from_flags)
     check(profile)
-    from_profile = build_request(profile, _platforms()).variables
+    from_profile = build_request(profile, command.load_platforms(REPO)).variables
     for name, value in CANONICAL.items():
         assert (from_imager_args[name], from_variables[name], from_profile[name]) == (value,) * 3
 
@@ -75,7 +70,7 @@ def test_the_profile_a_flag_fills_reads_back_as_the_flag_s_value():
     assert profile["input"]["systemExtensions"] == [
         {"imageRef": "local/me/ext-b:v1"}, {"imageRef": "local/me/ext-a:v1"}
     ]
-    values = build_request(profile, _platforms()).variables
+    values = build_request(profile, command.load_platforms(REPO)).variables
     assert values["OVERLAY_OPTIONS"] == "'a=x y' b=2 z=1"
     assert values["KERNEL_ARGS"] == "first=1 x=1 -console quiet"
 

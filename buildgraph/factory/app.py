@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from ..engine.errors import BuildgraphError
 from ..oci.registry import RegistryError
+from ..variables import ARCHES
 from . import assets, catalog, registry, schematic, ui
 from .assets import AssetError
 from .builds import Builder, BuildFailedError, BusyError
@@ -42,7 +43,7 @@ MAX_BODY = 1 << 20
 MAX_HEADERS = 16 << 10
 BODY_SECONDS = 10.0
 RETRY_AFTER = "30"
-CATALOG_PLATFORM = "linux/amd64,linux/arm64"
+CATALOG_PLATFORM = ",".join(f"linux/{arch}" for arch in ARCHES)
 """The catalogs index every arch: an extension of either arch resolves by one name."""
 
 
@@ -119,8 +120,7 @@ class Factory:
         return parsed
 
     async def asset(self, schematic_id: str, version_text: str, path: str) -> Path:
-        if not ID.fullmatch(schematic_id):
-            raise SchematicError(f"bad schematic ID {schematic_id[:80]!r}: 64 hex digits")
+        _check_id(schematic_id)
         version = self.versions.get(version_text)
         asset = assets.parse(path)
         build = self.builds.get((schematic_id, version.name, path))
@@ -132,6 +132,16 @@ class Factory:
                               self.extension_dir, self.keys, version)  # fmt: skip
             self.builds[(schematic_id, version.name, path)] = build
         return await self.builder.output(build)
+
+
+def _check_id(schematic_id: str) -> None:
+    if not ID.fullmatch(schematic_id):
+        raise SchematicError(f"bad schematic ID {schematic_id[:80]!r}: 64 hex digits")
+
+
+def _base(factory: Factory, request: Request) -> str:
+    """The URL clients reach the factory at: --external-url, else the request's."""
+    return (factory.external_url or str(request.base_url)).rstrip("/")
 
 
 def _text(status: int, message: str, **headers: str) -> PlainTextResponse:
@@ -206,15 +216,14 @@ async def wizard_result(factory: Factory, request: Request) -> Response:
         parsed = await factory.create(document)
     except (SchematicError, UnknownNameError) as err:
         return await wizard(factory, request, str(err))
-    base = (factory.external_url or str(request.base_url)).rstrip("/")
+    base = _base(factory, request)
     page = ui.result(base, parsed.id, parsed.marshal().decode(), choices)
     return HTMLResponse(page)
 
 
 async def get_schematic(factory: Factory, request: Request) -> Response:
     schematic_id = request.path_params["id"]
-    if not ID.fullmatch(schematic_id):
-        raise SchematicError(f"bad schematic ID {schematic_id[:80]!r}: 64 hex digits")
+    _check_id(schematic_id)
     found = await asyncio.to_thread(factory.store.get, schematic_id)
     if found is None:
         return _text(404, "schematic not found")
@@ -236,7 +245,7 @@ async def pxe(factory: Factory, request: Request) -> Response:
     params = request.path_params
     cmdline = assets.machine(params["path"])
     line = await factory.asset(params["id"], params["version"], assets.name(cmdline))
-    base = (factory.external_url or str(request.base_url)).rstrip("/")
+    base = _base(factory, request)
     prefix = f"{base}/image/{params['id']}/{params['version']}"
     args = line.read_text().strip()
     if cmdline.secureboot:
@@ -342,7 +351,6 @@ class _HeaderLimit:
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
-        self.state = app.state
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":

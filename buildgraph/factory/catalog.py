@@ -17,6 +17,7 @@ import yaml
 
 from ..engine.errors import BuildgraphError
 from ..steps.catalog import DESCRIPTIONS, DIGESTS, OVERLAYS, repository
+from ..variables import ARCHES
 
 
 class UnknownNameError(BuildgraphError):
@@ -131,11 +132,11 @@ def pulled_layer(image: str, cache: Path) -> Path:
     from ..oci.layout import Layout
 
     store, ref = Layout(cache / "oci"), reference.parse(image)
-    for arch in ("amd64", "arm64"):  # a catalog is the same for every arch it is built for
+    for arch in ARCHES:  # a catalog is the same for every arch it is built for
         try:
             registry.pull(ref, arch, store)
         except registry.RegistryError:
-            if arch == "arm64":
+            if arch == ARCHES[-1]:
                 raise
             continue
         manifest = store.manifest_for(str(ref), arch)

@@ -14,7 +14,6 @@ from typing import Any
 from ..engine.errors import BuildgraphError
 
 HELP = "serve schematics and build boot assets on demand, like Talos' Image Factory"
-HEADER_BYTES = 16 * 1024
 KEEP_ALIVE_SECONDS = 5
 
 
@@ -76,7 +75,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from ..engine.session import Session
     from ..engine.store import default_cache_dir
-    from ..imager.command import _platforms
+    from ..imager.command import load_platforms
     from ..secureboot import check
     from . import schematic
     from .app import Factory, create_app
@@ -106,7 +105,7 @@ def serve_command(args: argparse.Namespace) -> int:
         store=store,
         builder=Builder(root, state, args.max_builds, args.max_waiting),
         versions=Versions(version, released),
-        platforms=_platforms(root),
+        platforms=load_platforms(root),
         extension_dir=state / "extensions",
         keys=keys,
         token=args.schematic_token,
@@ -115,6 +114,5 @@ def serve_command(args: argparse.Namespace) -> int:
     names = ", ".join(factory.versions.names())
     print(f"factory: serving versions {names} on http://{host}:{port}", flush=True)
     uvicorn.run(create_app(factory), host=host, port=int(port), log_level="warning",
-                h11_max_incomplete_event_size=HEADER_BYTES,
                 timeout_keep_alive=KEEP_ALIVE_SECONDS)  # fmt: skip
     return 0

@@ -25,10 +25,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from ..engine.errors import BuildgraphError
 from ..oci.layout import OCI_INDEX, canonical_json, sha256_digest
+from ..variables import ARCHES
 from .assets import Asset, name
 
 _NAME = re.compile(r"(?:(?P<platform>[a-z][a-z0-9-]*?)-)?installer(?P<secureboot>-secureboot)?")
-ARCHES = ("amd64", "arm64")
 API = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     remote.apply_flag(args)
     root = Path(args.root).resolve()
-    platforms = _platforms(root)
+    platforms = load_platforms(root)
     profile = _resolve(args, platforms)
     print("profile ready:")
     print(yaml.safe_dump(ordered(profile), sort_keys=False, default_flow_style=False), end="")
@@ -103,7 +103,7 @@ def _outputs(session: Any, target: str) -> list[Path]:
     return [session.out / name for name in session.by_label[label].outputs]
 
 
-def _platforms(root: Path) -> dict[str, dict]:
+def load_platforms(root: Path) -> dict[str, dict]:
     directory = root / "targets" / "profiles"
     if not directory.is_dir():
         raise BuildgraphError(f"{directory} does not exist", hint="run the imager in the repo")
