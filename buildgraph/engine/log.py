@@ -88,8 +88,10 @@ def node(
     status: str,
     seconds: float,
     downloaded: int | None = None,
+    worker: str | None = None,
 ) -> None:
-    """The one event every node of a goal gets; ``downloaded``: bytes a remote hit fetched."""
+    """The one event every node of a goal gets; ``downloaded``: bytes a remote hit fetched,
+    ``worker``: the cluster worker that ran its step."""
     fields: dict[str, Any] = {
         "target": target,
         "arch": arch,
@@ -100,6 +102,8 @@ def node(
     }
     if downloaded is not None:
         fields["downloaded"] = downloaded
+    if worker is not None:
+        fields["worker"] = worker
     if mode() == "json":
         get().info("node", **fields)
     elif status != "cached" or mode() == "debug":
@@ -158,6 +162,7 @@ def _node_line(event: Mapping[str, Any]) -> str:
         f"{event['status']:<6} {event['node']}"
         + (f" in {event['seconds']:.2f}s" if event["status"] == "built" else "")
         + (f" ({event['downloaded']} bytes fetched)" if event.get("downloaded") else "")
+        + (f" on {event['worker']}" if event.get("worker") else "")
         + f"  [{event['key'][:12]}]"
     )
 

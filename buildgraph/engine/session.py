@@ -23,10 +23,11 @@ import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from . import log, remote, tools
+from . import execute, log, remote, tools
 from . import step as steps
-from .errors import DISK_ERRNOS, BuildgraphError, StepFailedError
+from .errors import BuildgraphError, StepFailedError
 from .hashing import (
     RS,
     US,
@@ -537,27 +538,51 @@ class Session:
     def run_node(self, label: str) -> str:
         """Build one node whose dependencies are done; returns "built" or "cached"."""
         started = time.monotonic()
-        node = self.by_label[label]
-        components = self.components(node)
-        key = key_of(components)
-        entry = self.store.get_action(key)
-        fetched = None
-        if entry is not None:
-            outputs = _declared_order(node, entry["outputs"])
-            status = "cached"
-        elif (found := self._remote_hit(node, key, components)) is not None:
-            outputs, status, fetched = found, "remote", self.downloaded.get(label, 0)
-        else:
+        node, key, components = self.keyed(label)
+        found = self.known(node, key, components)
+        if found is None:
             try:
                 outputs = self._execute(node, key, components)
             except BuildgraphError:
                 log.node(label, node.target, node.arch, key, "failed", time.monotonic() - started)
                 raise
-            status = "built"
+            found = (outputs, "built", {})
             if steps.get(node.step, label).probe_settles:
                 key = self._settle(node, outputs)
             elif self.remote is not None and self.remote.writable:
                 self._upload(key, encode(components), outputs)
+        return self.record(node, key, *found, started)
+
+    def keyed(self, label: str) -> tuple[NodePlan, str, list[Component]]:
+        """A node whose dependencies are done, its key and its inputs."""
+        node = self.by_label[label]
+        components = self.components(node)
+        return node, key_of(components), components
+
+    def known(
+        self, node: NodePlan, key: str, components: list[Component]
+    ) -> tuple[Outputs, str, dict[str, int]] | None:
+        """Outputs the local or the remote cache has for ``key``, how, and what it cost;
+        None if the node must run."""
+        entry = self.store.get_action(key)
+        if entry is not None:
+            return _declared_order(node, entry["outputs"]), "cached", {}
+        found = self._remote_hit(node, key, components)
+        if found is not None:
+            return found, "remote", {"downloaded": self.downloaded.get(node.label, 0)}
+        return None
+
+    def record(
+        self,
+        node: NodePlan,
+        key: str,
+        outputs: Outputs,
+        status: str,
+        said: dict[str, Any],
+        started: float,
+    ) -> str:
+        """Place a node's outputs, remember them, and log it; returns its status."""
+        label = node.label
         if not self._place(node, key, outputs):
             raise BuildgraphError(f"{label}: the cache lost an output while placing it; run again")
         result = (key, outputs, int(time.time()))
@@ -567,7 +592,6 @@ class Session:
         if os.getpid() != self._planner:  # a doit worker: the planner cannot see our memory
             placed = {name: self.state.placed[name] for name in node.outputs}
             self.state.write_journal(label, result, placed)
-        said = {} if fetched is None else {"downloaded": fetched}
         log.node(label, node.target, node.arch, key, status, time.monotonic() - started, **said)
         return status
 
@@ -627,60 +651,21 @@ class Session:
         return key
 
     def _execute(self, node: NodePlan, key: str, components: list[Component]) -> Outputs:
-        step = steps.get(node.step, node.label)
-        umask = os.umask(0o022)  # no output may depend on the user's umask
-        try:
-            with self.store.scratch(reuse=os.getpid() == self._planner) as scratch:
-                return self._execute_in(scratch, step, node, key, components)
-        finally:
-            os.umask(umask)
-
-    def _execute_in(
-        self, scratch: Path, step: steps.Step, node: NodePlan, key: str, components: list
-    ) -> Outputs:
-        out_dir = scratch / "out"
-        inputs = {dep: self._link_inputs(scratch / "in", dep) for dep in node.deps}
         sources = [str(self.root / src) for src in node.sources]
-        self._check_sources(node, sources, "since the build was planned")
-        with log.progress(node.label) as say:
-            ctx = steps.StepContext(
-                params=node.params,
-                arch=node.arch,
-                root=self.root,
-                sources=[Path(src) for src in sources],
-                inputs=inputs,
-                out_dir=out_dir,
-                outputs=node.outputs,
-                tool_paths={t: self.tool_info[t][0] for t in node.tools},
-                cache_dir=self.steps_cache,
-                probed=self.probes.get(node.label),
-                progress=say,
+        with self.store.scratch(reuse=os.getpid() == self._planner) as scratch:
+            self._check_sources(node, sources, "since the build was planned")
+            outputs = execute.run_step(
+                self.store,
+                node,
+                scratch,
+                self.root,
+                {dep: self._dep_result(dep)[1] for dep in node.deps},
+                {t: self.tool_info[t][0] for t in node.tools},
+                self.probes.get(node.label),
+                lambda: self._check_sources(node, sources, "while its step ran"),
             )
-            try:
-                step.run(ctx)
-            except BuildgraphError as err:
-                raise StepFailedError(
-                    f"{node.label}: step {node.step} failed: {err.message}", hint=err.hint
-                ) from None
-            except Exception as err:
-                if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
-                    err.filename = err.filename or str(out_dir)  # write(2) names none
-                    raise  # a full or read-only disk, not the step's fault: said as such
-                raise StepFailedError(
-                    f"{node.label}: step {node.step} crashed: {type(err).__name__}: {err}"
-                ) from err
-        self._check_sources(node, sources, "while its step ran")
-        for dep in node.deps:
-            for name, (digest, _size) in self._dep_result(dep)[1].items():
-                if not self.store.has_object(digest):
-                    raise StepFailedError(
-                        f"{node.label}: step {node.step} modified its input {dep}/{name}",
-                        hint="inputs are shared with the cache: write to $OUT instead",
-                    )
-        _check_produced(node, out_dir)
-        outputs = {name: self.store.put_file(out_dir / name) for name in node.outputs}
-        if not step.probe_settles:  # a publish is recorded under the state it leaves
-            self.store.put_action(key, outputs, components)
+        if not steps.get(node.step, node.label).probe_settles:
+            self.store.put_action(key, outputs, components)  # a publish: under the state it leaves
         return outputs
 
     def _check_sources(self, node: NodePlan, sources: list[str], when: str) -> None:
@@ -700,21 +685,6 @@ class Session:
                     f"{node.label}: source {os.path.relpath(path, self.root)} changed {when}",
                     hint="run the build again",
                 )
-
-    def _link_inputs(self, directory: Path, dep: str) -> dict[str, Path]:
-        """Dependency outputs under their own names (unique in a goal), linked from the CAS."""
-        linked = {}
-        for name, (digest, _size) in self._dep_result(dep)[1].items():
-            path = directory / name
-            if "/" in name:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            source = self.store.object_path(digest)
-            try:
-                os.link(source, path)
-            except OSError:
-                shutil.copyfile(source, path)
-            linked[name] = path
-        return linked
 
     def finish(self) -> None:
         self.state.save()
@@ -754,45 +724,6 @@ def _matching(node: NodePlan, answer: remote.Hit | remote.Miss) -> remote.Hit | 
 
 def _dep_components(label: str, outputs: Outputs) -> list[Component]:
     return [("dep", f"{label}/{name}", outputs[name][0]) for name in sorted(outputs)]
-
-
-def _check_produced(node: NodePlan, out_dir: Path) -> None:
-    """The step must leave exactly its declared outputs, as regular files."""
-    produced: dict[str, os.DirEntry] = {}
-    stack = [("", str(out_dir))]
-    while stack:
-        prefix, directory = stack.pop()
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((f"{prefix}{entry.name}/", entry.path))
-                else:
-                    produced[prefix + entry.name] = entry
-    if produced.keys() == set(node.outputs) and all(
-        entry.is_file(follow_symlinks=False) for entry in produced.values()
-    ):
-        return
-    problems = []
-    missing = sorted(set(node.outputs) - set(produced))
-    extra = sorted(set(produced) - set(node.outputs))
-    links = sorted(
-        name for name, entry in produced.items() if name in node.outputs and entry.is_symlink()
-    )
-    odd = sorted(
-        name
-        for name, entry in produced.items()
-        if name in node.outputs and not entry.is_symlink() and not entry.is_file()
-    )
-    if missing:
-        problems.append(f"did not write {', '.join(missing)}")
-    if extra:
-        problems.append(f"wrote undeclared {', '.join(extra)}")
-    if links:
-        problems.append(f"wrote {', '.join(links)} as symbolic links, not files")
-    if odd:
-        problems.append(f"wrote {', '.join(odd)} as special files, not regular files")
-    if problems:
-        raise StepFailedError(f"{node.label}: step {node.step} " + "; ".join(problems))
 
 
 def _declared_order(node: NodePlan, stored: dict[str, list]) -> Outputs:

@@ -80,6 +80,9 @@ class Step:
     plan finds it cached, and a state like the one it found (nothing published) makes it
     run again."""
     inputs: Roles = ()
+    resources: tuple[str, ...] = ()
+    """What a cluster worker must offer to run it (Dask worker resources, e.g. ``disk``):
+    a node of this step is placed only on workers that advertise each one."""
 
     def roles(self, params: Mapping[str, Any]) -> tuple[Role, ...]:
         """The roles the step reads with these params."""
@@ -104,6 +107,7 @@ def step(
     probe: Callable[[Probe], str] | None = None,
     probe_settles: bool = False,
     inputs: Roles = (),
+    resources: Sequence[str] = (),
 ) -> Callable[[Callable[[StepContext], None]], Callable[[StepContext], None]]:
     """Register a step function. Bump ``version`` whenever its output may change.
 
@@ -119,7 +123,7 @@ def step(
             run(dataclasses.replace(ctx, roles=found.roles(ctx.params)))
 
         found = Step(name, version, bound, tuple(tools), check, doc, probe, probe_settles,
-                     inputs if callable(inputs) else tuple(inputs))  # fmt: skip
+                     inputs if callable(inputs) else tuple(inputs), tuple(resources))  # fmt: skip
         REGISTRY[name] = found
         return bound
 

@@ -121,6 +121,7 @@ def check_size(value: object, firmware: list[str]) -> int:
     "disk",
     version=2,
     tools=("grub-mkimage", "mkfs.vfat", "mmd", "mcopy", "mke2fs", "debugfs", "sgdisk"),
+    resources=("disk",),
     check=_check,
     inputs=[Role("kernel"), Role("initramfs"), Role("cmdline-%"),
             Role(Grub.ROLE.name, optional=True), Role("overlay", optional=True),
