@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import debian, plugin, remote
-from .engine import log, variables
+from .engine import cluster, log, variables
 from .engine.errors import BuildgraphError, report
 from .engine.session import Session
 from .engine.store import Store, default_cache_dir, parse_size
@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     goal_command("explain", _explain, "say for each node of a goal: cached, or why it would run")
     graph = goal_command("graph", _graph, "print the DAG of a goal as DOT (or a tree with --text)")
     graph.add_argument("--text", action="store_true", help="plain text tree instead of DOT")
-    remote.add_flag(goal_command("build", _build, "build a goal in this process, without doit"))
+    build = goal_command("build", _build, "build a goal in this process, without doit")
+    remote.add_flag(build)
+    build.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run the nodes that must run on this Dask scheduler's workers"
+                       " (BUILDGRAPH_SCHEDULER)")  # fmt: skip
     goal_command(
         "vars",
         _vars,
@@ -181,8 +185,12 @@ def _tree(session: Session, label: str, prefix: str, last: bool, top: bool) -> N
 def _build(args: argparse.Namespace) -> int:
     remote.apply_flag(args)
     started = time.monotonic()
-    session = _session(args)
-    log.summary(session, session.build(), started)
+    goal, assigned = _split(args.args)
+    if args.scheduler:
+        assigned["BUILDGRAPH_SCHEDULER"] = args.scheduler
+    on, assigned = cluster.split(assigned, os.environ)
+    session = Session(Path(args.root), goal, assigned, out=args.out)
+    log.summary(session, session.build(on), started)
     return 0
 
 

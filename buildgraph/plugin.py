@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import remote as remote_cache
-from .engine import remote, session, step, tools, variables
+from .engine import dispatch, remote, session, step, tools, variables
 from .steps import MODULES
 from .tools import PACKAGES
 from .variables import ARCHES, TABLE
@@ -24,3 +24,6 @@ def install() -> None:
     tools.PACKAGES.update(PACKAGES)
     session.CODE.update({HERE, HERE / "steps", HERE / "imager", HERE / "formats"})
     remote.provide(remote_cache.from_environment)
+    dispatch.CODE.add(HERE)
+    if __name__ + ":install" not in dispatch.INSTALL:
+        dispatch.INSTALL.append(__name__ + ":install")

@@ -121,6 +121,31 @@ def test_sparse_copy_keeps_data_and_holes(tmp_path: Path) -> None:
     assert dst.stat().st_blocks * 512 < 2 * MIB
 
 
+def test_a_canonical_copy_has_the_same_holes_whatever_holes_its_source_had(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(8192)
+    dense, holey = tmp_path / "dense.raw", tmp_path / "holey.raw"
+    dense.write_bytes(bytes(MIB) + data + bytes(MIB))  # zeros written out: no holes
+    with open(holey, "wb") as f:
+        os.truncate(f.fileno(), 2 * MIB + len(data))
+        os.pwrite(f.fileno(), data, MIB)
+    tars = []
+    for src in (dense, holey):
+        copy = tmp_path / f"{src.stem}.copy"
+        sparse.canonical_copy(src, copy)
+        assert copy.read_bytes() == src.read_bytes()
+        with open(copy, "rb") as f:
+            assert list(sparse.extents(f.fileno(), copy.stat().st_size)) == [(MIB, len(data))]
+        tar = tmp_path / f"{src.stem}.tar"
+        subprocess.run(["tar", "--create", "--sparse", "--format=oldgnu", "--mtime=@0",
+                        "--owner=0", "--group=0", "--numeric-owner", "-f", str(tar),
+                        "-C", str(tmp_path), "--transform=s/.*/disk.raw/", copy.name],
+                       check=True)  # fmt: skip
+        tars.append(tar.read_bytes())
+    assert tars[0] == tars[1], "tar --sparse records the holes it finds"
+
+
 def test_bytes_written_sparsely_read_back_and_leave_zero_blocks_unallocated(
     tmp_path: Path,
 ) -> None:

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parent.parent / "buildgraph" / "engine"
-THIRD_PARTY = {"doit", "networkx", "structlog", "xxhash", "yaml"}
+THIRD_PARTY = {"distributed", "doit", "networkx", "structlog", "xxhash", "yaml"}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

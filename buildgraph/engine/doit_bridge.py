@@ -29,7 +29,7 @@ from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 from doit.task import Task
 
-from . import log
+from . import cluster, log
 from .errors import BuildgraphError, report
 from .forget import forget, forget_now
 from .session import Session
@@ -120,7 +120,7 @@ class Loader(DodoTaskLoader):
                 rebuild = bool(self.options.get("always"))
                 return _planned_tasks(self.root(), _goal(pos_args), cmdline_vars(), rebuild)
             return _all_tasks(self.root(), cmdline_vars())
-        except (BuildgraphError, OSError) as err:
+        except (BuildgraphError, OSError, KeyboardInterrupt) as err:
             raise SystemExit(fail(err, self.root())) from None
 
     def root(self) -> Path:
@@ -155,12 +155,17 @@ def _planned_tasks(
     root: Path, goal: list[str], cmdline: dict[str, str], rebuild: bool = False
 ) -> list[Task]:
     global _SESSION
+    on, cmdline = cluster.split(cmdline, os.environ)
     if rebuild:
         first = Session(root, goal, cmdline, use_remote=False)
         forget(first, first.order)
     session = _SESSION = Session(root, goal, cmdline, use_remote=not rebuild)
-    pending = session.plan()
-    session.finish()
+    try:
+        pending = session.plan()
+        if on is not None and cluster.run(session, pending, on):
+            pending = []  # built on the cluster: doit has nothing left to run
+    finally:
+        session.finish()
     session.store.close()  # doit may fork workers now: each opens its own connection
     waiting = set(pending)
     tasks: list[Task] = []

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from .store import Outputs
+from .store import Outputs, Store
 
 
 class Hit(NamedTuple):
@@ -53,9 +53,10 @@ class RemoteCache(Protocol):
         downloaded. Raises :class:`LostError` when that cannot be done."""
         ...
 
-    def upload(self, key: str, action: str, outputs: Mapping[str, tuple[str, int, Path]]) -> None:
-        """Store the result of a node run here: name -> (digest, size, file). Never raises
-        for the server's sake: a failed upload is a warning."""
+    def upload(self, key: str, action: str, outputs: Mapping[str, tuple[str, int, Path]]) -> bool:
+        """Store the result of a node run here: name -> (digest, size, file); False if it
+        was there already or could not be sent. Never raises for the server's sake: a
+        failed upload is a warning."""
         ...
 
 
@@ -76,3 +77,15 @@ def from_environment(environ: Mapping[str, str]) -> RemoteCache | None:
 def action_digest(encoded: str) -> str:
     """SHA-256 of a node's encoded inputs: what a remote entry must have been made from."""
     return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def fetch_object(cache: RemoteCache, store: Store, entry: bytes, name: str, digest: str) -> int:
+    """Put output ``name`` of ``entry`` into ``store``'s CAS, checked against the
+    ``digest`` the entry claims; returns the bytes downloaded. LostError if it cannot."""
+    with store.scratch(reuse=False) as scratch:
+        path = scratch / "out" / "fetched"
+        count = cache.fetch(entry, name, path)
+        got, _size = store.put_file(path)
+    if got != digest:
+        raise LostError(f"the remote cache's {name} is {got}, not the {digest} its entry claims")
+    return count

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import execute, log, remote, tools
+from . import cluster, execute, log, remote, tools
 from . import step as steps
 from .errors import BuildgraphError, StepFailedError
 from .hashing import (
@@ -507,19 +507,10 @@ class Session:
     def _fetch(self, label: str, entry: bytes, name: str, digest: str) -> bool:
         """Put output ``name`` of a remote hit into the CAS; False (said) if it is lost."""
         assert self.remote is not None
-        with self.store.scratch(reuse=False) as scratch:
-            path = scratch / "out" / "fetched"
-            try:
-                count = self.remote.fetch(entry, name, path)
-                got, _size = self.store.put_file(path)
-            except remote.LostError as err:
-                log.warning(f"{label}: {err}; running it here instead")
-                return False
-        if got != digest:
-            log.warning(
-                f"{label}: the remote cache's {name} is {got}, not the {digest} its entry"
-                " claims; running it here instead"
-            )
+        try:
+            count = remote.fetch_object(self.remote, self.store, entry, name, digest)
+        except remote.LostError as err:
+            log.warning(f"{label}: {err}; running it here instead")
             return False
         self.downloaded[label] = self.downloaded.get(label, 0) + count
         return True
@@ -640,6 +631,73 @@ class Session:
             (sent if self._upload(key, encode(components), outputs) else present).append(label)
         return sent, present
 
+    # -- sharing with cluster workers --------------------------------------------
+    def entry_of(self, label: str) -> bytes:
+        """The remote cache's entry for a done node's outputs, uploaded first if only this
+        machine has them (say, built before a remote cache was configured)."""
+        key, outputs = self._dep_result(label)
+        inputs = encode(self.components(self.by_label[label]))
+        files = {n: (d, s, self.store.object_path(d)) for n, (d, s) in outputs.items()}
+        return self._share(label, key, inputs, files)
+
+    def sources_entry(self, node: NodePlan) -> tuple[Outputs, bytes] | None:
+        """The node's source files as a remote cache entry, by their paths; None if none."""
+        if not node.sources:
+            return None
+        components = [("file", src, self.source_digests[src]) for src in node.sources]
+        files = {}
+        for src in node.sources:
+            path = self.root / src
+            files[src] = (self.source_digests[src], path.stat().st_size, path)
+        entry = self._share(f"the sources of {node.label}", key_of(components),
+                            encode(components), files)  # fmt: skip
+        return {name: (digest, size) for name, (digest, size, _p) in files.items()}, entry
+
+    def _share(self, what: str, key: str, inputs: str, files: dict) -> bytes:
+        entry = self._remote_entry(key)
+        if entry is not None:
+            return entry
+        assert self.remote is not None
+        self.remote.upload(key, remote.action_digest(inputs), files)
+        return self._trusted(what, key, inputs, tuple(files)).entry
+
+    def _trusted(self, what: str, key: str, inputs: str, names: tuple[str, ...]) -> remote.Hit:
+        """The entry the remote cache now holds for ``key``, verified; an error if none."""
+        assert self.remote is not None
+        answer = self.remote.lookup([(key, remote.action_digest(inputs), None)])
+        found = answer.get(key, remote.Miss())
+        if isinstance(found, remote.Hit) and set(found.outputs) != set(names):
+            found = remote.Miss(f"its entry holds {', '.join(sorted(found.outputs))}")
+        if not isinstance(found, remote.Hit):
+            raise BuildgraphError(
+                f"{what}: the remote cache {self.remote.where} holds no trusted entry for it"
+                f" ({found.reason or 'none was found'})",
+                hint="check that the registry is reachable, and that the public key of every"
+                " worker's BUILDGRAPH_REMOTE_CACHE_KEY is in BUILDGRAPH_REMOTE_CACHE_TRUST",
+            )
+        self.store.put_remote(key, found.entry)
+        self._remote_entries[key] = found.entry
+        return found
+
+    def adopt(
+        self, node: NodePlan, key: str, components: list[Component], worker: str, started: float
+    ) -> str:
+        """Record a node a cluster worker built, by the remote cache's entry for it."""
+        hit = self._trusted(f"{node.label} (built on {worker})", key, encode(components),
+                            node.outputs)  # fmt: skip
+        outputs = _declared_order(node, hit.outputs)
+        return self.record(node, key, outputs, "built", {"worker": worker}, started)
+
+    def demand(self, label: str) -> None:
+        """Fetch what a node about to run here reads and only the remote cache has."""
+        for dep in self.by_label[label].deps:
+            key, outputs = self._dep_result(dep)
+            if all(self.store.has_object(digest) for digest, _size in outputs.values()):
+                continue
+            entry = self._remote_entry(key)
+            if entry is None or not self._fetch_missing(dep, entry, outputs):
+                raise BuildgraphError(f"{label}: the outputs of {dep} are lost; run again")
+
     def _settle(self, node: NodePlan, outputs: Outputs) -> str:
         """Record a publishing node's result under what its probe answers now that it ran,
         and only so: the state it found (say, nothing published) must make it run again.
@@ -692,11 +750,14 @@ class Session:
         if self.status and not self._fast_path_file.exists():
             self._stamp_fast_path()
 
-    def build(self) -> dict[str, str]:
-        """Plan and run every pending node here, in order; returns label -> status."""
+    def build(self, on: cluster.Settings | None = None) -> dict[str, str]:
+        """Plan and run every pending node, here in order or ``on`` a cluster; returns
+        label -> status."""
         try:
-            for label in self.plan():
-                self.run_node(label)
+            pending = self.plan()
+            if on is None or not cluster.run(self, pending, on):
+                for label in pending:
+                    self.run_node(label)
         finally:
             self.finish()
         return dict(self.status)

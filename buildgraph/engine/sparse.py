@@ -46,6 +46,20 @@ def write_into(data: bytes, dst_fd: int, offset: int, block: int = 4096) -> None
             os.pwrite(dst_fd, chunk, offset + start)
 
 
+def canonical_copy(src: Path, dst: Path, block: int = 4096) -> None:
+    """A sparse copy of ``src`` at ``dst`` whose holes are exactly its all-zero blocks,
+    whatever holes ``src`` has: for a tool that records holes it finds by SEEK_HOLE
+    (``tar --sparse``), so that its output depends on the bytes alone."""
+    piece = 256 * block
+    with open(src, "rb", buffering=0) as f, open(dst, "wb") as out:
+        size = os.fstat(f.fileno()).st_size
+        os.truncate(out.fileno(), size)
+        for start, length in extents(f.fileno(), size):
+            first = start - start % block  # blocks, not extents, are what is compared
+            for offset in range(first, start + length, piece):
+                write_into(os.pread(f.fileno(), piece, offset), out.fileno(), offset, block)
+
+
 def copy(src: Path, dst: Path) -> None:
     """A sparse copy of ``src`` at ``dst``."""
     with open(dst, "wb") as out:

@@ -82,7 +82,7 @@ def _check_format(fmt: Any, compression: Any) -> None:
 
 @step(
     "image",
-    version=3,
+    version=4,
     tools=("qemu-img", "zstd", "xz", "gzip", "tar"),
     check=_check,
     inputs=[Role("disk-%")],
@@ -96,7 +96,9 @@ def image(ctx: StepContext) -> None:
     raw = ctx.input("disk-%")
     converted = work / "disk.raw"
     fmt, compression = _format(params)
-    if fmt == "raw":
+    if fmt == "raw" and compression == ".tar.gz":
+        sparse.canonical_copy(raw, converted)  # tar --sparse records where the holes are
+    elif fmt == "raw":
         os.link(raw, converted)
     else:
         converted = _convert(ctx, raw, work, fmt, params["name"], epoch)
