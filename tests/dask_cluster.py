@@ -38,9 +38,10 @@ class Cluster:
 
     def worker_process(self, name: str) -> psutil.Process:
         """The worker process the nanny ``name`` runs (and restarts when it dies)."""
-        children = self.workers[name].children()
-        assert children, f"worker {name} has no worker process"
-        return children[0]
+        for child in self.workers[name].children():  # beside it: multiprocessing's tracker
+            if "spawn_main" in " ".join(child.cmdline()):
+                return child
+        raise AssertionError(f"worker {name} has no worker process")
 
     def log(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace")

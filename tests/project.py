@@ -56,6 +56,22 @@ def _run(
     env: dict[str, str] | None,
     stdin: str | None = None,
 ) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *argv],
+        cwd=root,
+        env=environment(cache, json_log, env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def environment(
+    cache: Path, json_log: bool = True, env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What a front end run by these helpers sees: this checkout's code, its own cache."""
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": str(REPO),  # this checkout's buildgraph, whatever is installed
@@ -66,16 +82,7 @@ def _run(
     }
     if json_log:
         base["BUILDGRAPH_LOG"] = "json"
-    return subprocess.run(
-        [sys.executable, *argv],
-        cwd=root,
-        env={**base, **(env or {})},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    return {**base, **(env or {})}
 
 
 def node_events(stderr: str) -> list[dict]:

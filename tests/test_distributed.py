@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from dask_cluster import WorkerSpec, serve_cluster
-from project import REPO, doit, node_events
+from project import REPO, doit, environment, node_events
 from realgraph import clone, sha256
 from registry_server import serve_registry
 
 from buildgraph.engine.store import Store
+from buildgraph.remote.entry import decode
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +55,9 @@ def world(tmp_path_factory):
         done = doit(local, base / "local-cache", *GOAL, env=AMD64)
         assert done.returncode == 0, done.stderr[-4000:]
         files = summary(done.stderr)["outputs"]
+        expected = {name: sha256(local / name) for name in files}
         yield {"base": base, "registry": registry, "remote": remote, "client": client,
-               "expected": {name: sha256(local / name) for name in files}}  # fmt: skip
+               "local": local, "expected": expected}  # fmt: skip
 
 
 def summary(stderr: str) -> dict:
@@ -100,3 +104,99 @@ def test_a_cluster_build_runs_each_node_once_where_it_can_and_matches_a_local_bu
     assert ran_a, "the nodes that need nothing were shared"
     got = {name: sha256(world["client"] / name) for name in world["expected"]}
     assert got == world["expected"]
+
+
+def local_bytes(world, **variables: str) -> dict[str, str]:
+    """GOAL's files from a plain local build with ``variables``, in the local clone."""
+    done = doit(world["local"], world["base"] / "local-cache", *GOAL, env={**AMD64, **variables})
+    assert done.returncode == 0, done.stderr[-4000:]
+    return {name: sha256(world["local"] / name) for name in summary(done.stderr)["outputs"]}
+
+
+def path_without(directory: Path, missing: str) -> str:
+    """A PATH of links to every program there is but ``missing``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for bin_dir in ("/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"):
+        for program in Path(bin_dir).iterdir() if Path(bin_dir).is_dir() else ():
+            link = directory / program.name
+            if program.name != missing and not link.exists():
+                link.symlink_to(program)
+    return str(directory)
+
+
+def test_a_worker_without_a_tool_refuses_and_its_nodes_go_to_one_that_has_it(world):
+    base = world["base"]
+    lacking, able = base / "worker-lacking", base / "worker-able"
+    env = {"PATH": path_without(base / "no-sgdisk", "sgdisk"), **world["remote"]}
+    specs = [WorkerSpec("lacking", lacking, resources="disk=1", env=env),
+             WorkerSpec("able", able, resources="disk=1", env=world["remote"])]  # fmt: skip
+    with serve_cluster(base / "cluster-2", specs, {"PATH": os.environ["PATH"]}) as cluster:
+        done = run_on(world, cluster, *GOAL, KERNEL_ARGS="refusal.test=1")
+    assert done.returncode == 0, done.stderr[-6000:]
+    built = {e["node"]: e for e in node_events(done.stderr) if e["status"] == "built"}
+    disks = {e["key"] for label, e in built.items() if label.startswith("disk-")}
+    assert len(disks) == len(PROFILES)
+    assert disks <= worker_keys(able) and not disks & worker_keys(lacking)
+    assert "refused it: tool 'sgdisk' is not installed" in done.stderr
+    assert {n: sha256(world["client"] / n) for n in world["expected"]} == local_bytes(
+        world, KERNEL_ARGS="refusal.test=1"
+    )
+
+
+def test_when_no_worker_can_run_a_node_the_build_stops_naming_it_and_why(world):
+    base = world["base"]
+    env = {"PATH": path_without(base / "no-sgdisk", "sgdisk"), **world["remote"]}
+    specs = [WorkerSpec("lacking", base / "worker-alone", resources="disk=1", env=env)]
+    with serve_cluster(base / "cluster-3", specs, {"PATH": os.environ["PATH"]}) as cluster:
+        done = run_on(world, cluster, "image-metal", KERNEL_ARGS="nobody.can=1")
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("buildgraph: error")]
+    assert len(errors) == 1, done.stderr[-4000:]
+    assert "disk-metal:amd64: every worker able to run it refused" in errors[0]
+    assert "sgdisk" in errors[0]
+
+
+def test_a_worker_killed_mid_step_costs_a_retry_not_the_build_nor_a_bad_entry(world):
+    base = world["base"]
+    specs = [WorkerSpec(name, base / f"worker-{name}", resources="disk=1", env=world["remote"])
+             for name in ("x", "y")]  # fmt: skip
+    steps = {"mke2fs", "debugfs", "sgdisk", "mcopy", "mkfs.fat", "grub-mkimage", "qemu-img",
+             "zstd", "tar", "gzip"}  # fmt: skip
+    with serve_cluster(base / "cluster-4", specs, {"PATH": os.environ["PATH"]}) as cluster:
+        env = {**AMD64, **world["remote"], "KERNEL_ARGS": "killed.worker=1"}
+        build = subprocess.Popen(
+            [sys.executable, "-m", "doit", *GOAL, f"BUILDGRAPH_SCHEDULER={cluster.address}"],
+            cwd=world["client"], env=environment(base / "client-cache", env=env),
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        killed = None
+        deadline = time.monotonic() + 300
+        while killed is None and build.poll() is None and time.monotonic() < deadline:
+            for name in ("x", "y"):
+                worker = cluster.worker_process(name)
+                running = [p for p in worker.children(recursive=True) if p.name() in steps]
+                if running:
+                    killed = (name, running[0].name())
+                    os.kill(worker.pid, signal.SIGKILL)
+                    break
+            time.sleep(0.02)
+        _out, stderr = build.communicate(timeout=600)
+    assert killed, "no step was seen running on a worker"
+    assert build.returncode == 0, stderr[-6000:]
+    assert {n: sha256(world["client"] / n) for n in world["expected"]} == local_bytes(
+        world, KERNEL_ARGS="killed.worker=1"
+    )
+    client, local = Store(base / "client-cache"), Store(base / "local-cache")
+    try:
+        for event in node_events(stderr):
+            if event["status"] != "built":
+                continue
+            kept = json.loads(client.get_remote(event["key"]))  # the entry the client trusted
+            shared = decode(kept["entry"].encode()).outputs
+            made_here = local.get_action(event["key"])["outputs"]
+            assert {n: o.digest for n, o in shared.items()} == {
+                n: digest for n, (digest, _size) in made_here.items()
+            }, f"the remote cache's {event['node']} is not what a local build makes"
+    finally:
+        client.close()
+        local.close()
