@@ -171,6 +171,7 @@ class _Dispatcher:
         self.address = address
         self.futures = as_completed(loop=client.loop)
         self.attempts: dict[Future, _Attempt] = {}
+        self.workers: dict[str, Any] | None = None
 
     def run(self, pending: list[str]) -> None:
         waiting = dict.fromkeys(pending)
@@ -251,16 +252,11 @@ class _Dispatcher:
     def _submit(self, attempt: _Attempt) -> None:
         node = attempt.node
         needs = steps.get(node.step, node.label).resources
-        workers = self.client.scheduler_info(n_workers=-1)["workers"]
-        able = [
-            address
-            for address, info in workers.items()
-            if all(info.get("resources", {}).get(name, 0) >= 1 for name in needs)
-        ]
+        able = self._able(needs, fresh=bool(attempt.refused))
         if not able:
             raise BuildgraphError(
                 f"{node.label} needs a worker with {', '.join(needs)}; none of the"
-                f" {len(workers)} workers of {self.address} offers it",
+                f" workers of {self.address} offers it",
                 hint=f"start one with: dask worker {self.address} --resources"
                 f' "{" ".join(f"{name}=1" for name in needs)}"',
             )
@@ -283,6 +279,17 @@ class _Dispatcher:
         )
         self.attempts[future] = attempt
         self.futures.add(future)
+
+    def _able(self, needs: tuple[str, ...], fresh: bool) -> list[str]:
+        """The workers that offer ``needs``, as the scheduler last said (asked again when
+        ``fresh``: a round trip, so not for every node)."""
+        if fresh or self.workers is None:
+            self.workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        return [
+            address
+            for address, info in self.workers.items()
+            if all(info.get("resources", {}).get(name, 0) >= 1 for name in needs)
+        ]
 
     def _finish(self, future: Future) -> int:
         """Take a finished future's answer; 1 if its node is done, 0 if it was placed again."""

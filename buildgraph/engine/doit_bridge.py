@@ -156,6 +156,12 @@ def _planned_tasks(
 ) -> list[Task]:
     global _SESSION
     on, cmdline = cluster.split(cmdline, os.environ)
+    if rebuild and on is not None:
+        raise BuildgraphError(
+            "doit -a does not run on a cluster: it rebuilds without the remote cache that"
+            " the workers share",
+            hint="drop BUILDGRAPH_SCHEDULER to rebuild here",
+        )
     if rebuild:
         first = Session(root, goal, cmdline, use_remote=False)
         forget(first, first.order)
