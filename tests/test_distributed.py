@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,6 +91,9 @@ def test_a_cluster_build_runs_each_node_once_where_it_can_and_matches_a_local_bu
     with serve_cluster(base / "cluster-1", specs, {"PATH": os.environ["PATH"]}) as cluster:
         done = run_on(world, cluster, *GOAL)
         assert done.returncode == 0, done.stderr[-6000:]
+        again = run_on(world, cluster, *GOAL)
+    assert again.returncode == 0, again.stderr[-6000:]
+    assert {e["status"] for e in node_events(again.stderr)} <= {"cached"}, "a no-op ran nodes"
     events = {e["node"]: e for e in node_events(done.stderr)}
     built = {label: e for label, e in events.items() if e["status"] == "built"}
     assert {label.split(":")[0] for label in built} == {
@@ -156,33 +160,41 @@ def test_when_no_worker_can_run_a_node_the_build_stops_naming_it_and_why(world):
     assert "sgdisk" in errors[0]
 
 
+STEP_TOOLS = {"mke2fs", "debugfs", "sgdisk", "mcopy", "mkfs.fat", "mkfs.vfat", "grub-mkimage",
+              "qemu-img", "zstd", "tar", "gzip"}  # fmt: skip
+
+
+def build_killing_a_worker(world, cluster, names: tuple[str, ...], kernel_args: str):
+    """Run the cluster build of GOAL, SIGKILL the first worker seen running a step's tool;
+    (the build's exit status, its stderr, the worker killed or None)."""
+    env = {**AMD64, **world["remote"], "KERNEL_ARGS": kernel_args}
+    build = subprocess.Popen(
+        [sys.executable, "-m", "doit", *GOAL, f"BUILDGRAPH_SCHEDULER={cluster.address}"],
+        cwd=world["client"], env=environment(world["base"] / "client-cache", env=env),
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and build.poll() is None and time.monotonic() < deadline:
+        for name in names:
+            worker = cluster.worker_process(name)
+            if any(p.name() in STEP_TOOLS for p in worker.children(recursive=True)):
+                killed = name
+                os.kill(worker.pid, signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    _out, stderr = build.communicate(timeout=600)
+    return build.returncode, stderr, killed
+
+
 def test_a_worker_killed_mid_step_costs_a_retry_not_the_build_nor_a_bad_entry(world):
     base = world["base"]
     specs = [WorkerSpec(name, base / f"worker-{name}", resources="disk=1", env=world["remote"])
              for name in ("x", "y")]  # fmt: skip
-    steps = {"mke2fs", "debugfs", "sgdisk", "mcopy", "mkfs.fat", "grub-mkimage", "qemu-img",
-             "zstd", "tar", "gzip"}  # fmt: skip
     with serve_cluster(base / "cluster-4", specs, {"PATH": os.environ["PATH"]}) as cluster:
-        env = {**AMD64, **world["remote"], "KERNEL_ARGS": "killed.worker=1"}
-        build = subprocess.Popen(
-            [sys.executable, "-m", "doit", *GOAL, f"BUILDGRAPH_SCHEDULER={cluster.address}"],
-            cwd=world["client"], env=environment(base / "client-cache", env=env),
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        killed = None
-        deadline = time.monotonic() + 300
-        while killed is None and build.poll() is None and time.monotonic() < deadline:
-            for name in ("x", "y"):
-                worker = cluster.worker_process(name)
-                running = [p for p in worker.children(recursive=True) if p.name() in steps]
-                if running:
-                    killed = (name, running[0].name())
-                    os.kill(worker.pid, signal.SIGKILL)
-                    break
-            time.sleep(0.02)
-        _out, stderr = build.communicate(timeout=600)
+        code, stderr, killed = build_killing_a_worker(world, cluster, ("x", "y"), "killed.worker=1")
     assert killed, "no step was seen running on a worker"
-    assert build.returncode == 0, stderr[-6000:]
+    assert code == 0, stderr[-6000:]
     assert {n: sha256(world["client"] / n) for n in world["expected"]} == local_bytes(
         world, KERNEL_ARGS="killed.worker=1"
     )
@@ -200,3 +212,16 @@ def test_a_worker_killed_mid_step_costs_a_retry_not_the_build_nor_a_bad_entry(wo
     finally:
         client.close()
         local.close()
+
+
+def test_a_node_whose_workers_keep_dying_stops_the_build_naming_it_and_the_worker(world):
+    base = world["base"]
+    specs = [WorkerSpec("z", base / "worker-z", resources="disk=1", env=world["remote"])]
+    env = {"PATH": os.environ["PATH"], "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    with serve_cluster(base / "cluster-5", specs, env) as cluster:
+        code, stderr, killed = build_killing_a_worker(world, cluster, ("z",), "dying.worker=1")
+    assert killed and code != 0
+    said = [line for line in stderr.splitlines() if line.startswith("buildgraph: error")]
+    assert len(said) == 1, stderr[-4000:]
+    assert re.match(r"buildgraph: error: \S+:amd64: 1 worker died running it, the last"
+                    r" tcp://127\.0\.0\.1:\d+$", said[0]), said[0]  # fmt: skip

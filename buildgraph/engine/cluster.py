@@ -300,8 +300,9 @@ class _Dispatcher:
         try:
             answer: dict[str, Any] = future.result()
         except KilledWorker as err:
+            deaths = err.allowed_failures + 1
             raise BuildgraphError(
-                f"{node.label}: the workers running it died {err.allowed_failures + 1} times,"
+                f"{node.label}: {deaths} worker{'s' if deaths > 1 else ''} died running it,"
                 f" the last {err.last_worker.address}",
                 hint="read that worker's log; the scheduler's"
                 " distributed.scheduler.allowed-failures sets how many deaths a node may cost",

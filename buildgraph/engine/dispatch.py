@@ -35,6 +35,10 @@ CODE: set[Path] = {Path(__file__).parent}
 adds its own."""
 
 
+_TOOLS: dict[str, tuple] = {}
+"""This worker's tool versions, by the binaries' stats (dpkg is asked once per binary)."""
+
+
 class Fetchable(NamedTuple):
     """Files a task reads: name -> (digest, size), and the remote entry holding them."""
 
@@ -105,7 +109,7 @@ def work(task: Task) -> dict[str, Any]:
         )
     node = NodePlan(*task.node)
     try:
-        found = tools.resolve(node.tools, {}, dict.fromkeys(node.tools, node.label))
+        found = tools.resolve(node.tools, _TOOLS, dict.fromkeys(node.tools, node.label))
     except ToolMissingError as err:
         return {"refused": f"{err.message}; {err.hint}", "worker": worker}
     for tool, (_path, version) in sorted(found.items()):
