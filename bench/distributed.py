@@ -10,11 +10,12 @@ run, on this machine, with a real ``dask scheduler``, ``dask worker`` processes 
 * ``1 worker``: ``doit GOAL BUILDGRAPH_SCHEDULER=...`` with one worker on CPU 0;
 * ``2 workers``: the same with workers on CPU 0 and CPU 1.
 
-GOAL is ``image-<profile>`` for 8 profiles, amd64: 24 nodes to run (cmdline, disk and
-image of each), independent across profiles; ``ZSTD_LEVEL=3``, as in an edit loop. Every round of every peer gives a new
-``KERNEL_ARGS``, so all 24 run; the kernel, initramfs and GRUB package were built once
-beforehand (not timed), into the client's cache and the remote cache, and each worker's
-own cache holds them after a warm-up round (not timed), as a CI machine's would.
+GOAL is ``image-<profile>`` for 8 profiles, amd64, ``ZSTD_LEVEL=3`` as in an edit loop:
+24 nodes to run (cmdline, disk and image of each), independent across profiles. Every
+round of every peer gives a new ``KERNEL_ARGS``, so all 24 run; the kernel, initramfs
+and GRUB package were built once beforehand (not timed), into the client's cache and the
+remote cache, and each worker's own cache holds them after a warm-up round (not timed),
+as a CI machine's would.
 
 The per-node overhead: 40 independent trivial nodes (``concat`` of one fresh source file
 each), ``buildgraph build`` here against ``buildgraph build --scheduler`` on one worker;
@@ -165,8 +166,8 @@ def main() -> None:
             "## A build on a Dask cluster: 2 workers, 1, and local -n 2 (bench/distributed.py)",
             "",
             f"`.venv/bin/python bench/distributed.py --repeat {args.repeat}` at {revision()},"
-            f" on {host()}; `doit` of {len(GOAL)} disk images (amd64, ZSTD_LEVEL=3), 24 nodes run per"
-            " build; workers `--nthreads 1`, each pinned to one CPU; medians of the timed"
+            f" on {host()}; `doit` of {len(GOAL)} disk images (amd64, ZSTD_LEVEL=3), 24 nodes"
+            " run per build; workers `--nthreads 1`, each pinned to one CPU; medians of the timed"
             " rounds, after a warm-up round.",
             "",
             "| peer | wall (s) | nodes built | speed-up over 1 worker | over local -n 2 |",
