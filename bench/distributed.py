@@ -60,6 +60,11 @@ AMD64 = {"PLATFORM": "linux/amd64", "ZSTD_LEVEL": "3"}
 TRIVIAL = 40
 PATH = {"PATH": os.environ["PATH"]}
 BEGIN, END = "<!-- bench/distributed.py -->", "<!-- /bench/distributed.py -->"
+TITLE = "## A build on a Dask cluster: 2 workers, 1, and local -n 2 (bench/distributed.py)"
+HEADER = [
+    "| peer | wall (s) | nodes built | speed-up over 1 worker | over local -n 2 |",
+    "|---|---:|---:|---:|---:|",
+]
 
 
 def run(root: Path, cache: Path, argv: list[str], env: dict[str, str]) -> tuple[float, list]:
@@ -161,22 +166,13 @@ def main() -> None:
     args = parser.parse_args()
     with exclusive():
         rows, notes = measure(args.repeat)
-    section = "\n".join(
-        [
-            "## A build on a Dask cluster: 2 workers, 1, and local -n 2 (bench/distributed.py)",
-            "",
-            f"`.venv/bin/python bench/distributed.py --repeat {args.repeat}` at {revision()},"
-            f" on {host()}; `doit` of {len(GOAL)} disk images (amd64, ZSTD_LEVEL=3), 24 nodes"
-            " run per build; workers `--nthreads 1`, each pinned to one CPU; medians of the timed"
-            " rounds, after a warm-up round.",
-            "",
-            "| peer | wall (s) | nodes built | speed-up over 1 worker | over local -n 2 |",
-            "|---|---:|---:|---:|---:|",
-            *rows,
-            "",
-            *notes,
-        ]
+    command = f"`.venv/bin/python bench/distributed.py --repeat {args.repeat}` at {revision()}"
+    setting = (
+        f"{command}, on {host()}; `doit` of {len(GOAL)} disk images (amd64, ZSTD_LEVEL=3),"
+        " 24 nodes run per build; workers `--nthreads 1`, each pinned to one CPU; medians of"
+        " the timed rounds, after a warm-up round."
     )
+    section = "\n".join([TITLE, "", setting, "", *HEADER, *rows, "", *notes])
     write_section(BEGIN, END, section)
     print(section)
 
