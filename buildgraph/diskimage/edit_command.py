@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import edits
+from .command import add_image
 from .output import COMPRESSION_NAMES, FORMATS
 
 HELP = "change files in partitions of a disk image offline and write it as a new image"
@@ -43,12 +44,7 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument(
-        "image",
-        type=Path,
-        metavar="IMAGE",
-        help="a GPT disk image: raw, qcow2, vmdk or vhd; compressed or not (xz, bz2, gz, zst)",
-    )
+    add_image(cmd)
     cmd.add_argument(
         "--partition",
         action=_Partition,

@@ -160,8 +160,12 @@ class _Planner:
             )
         try:
             archive = tarfile.open(item.archive)  # noqa: SIM115 (the with below closes it)
-        except (OSError, tarfile.TarError) as err:
-            raise BuildgraphError(f"{what}: cannot read {item.archive} as a tar: {err}") from None
+        except OSError as err:
+            raise BuildgraphError(f"{what}: cannot read {item.archive}: {err.strerror}") from None
+        except tarfile.TarError:
+            raise BuildgraphError(
+                f"{what}: {item.archive} is not a tar archive (plain, gz, bz2 or xz)"
+            ) from None
         with archive:
             for number, member in enumerate(archive):
                 self._member(f"{what}: member {member.name!r}", item.dest, archive, member, number)
