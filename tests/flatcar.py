@@ -93,12 +93,15 @@ def place(disk: Path, fs: Path, first_mib: int) -> None:
          "status=none")  # fmt: skip
 
 
-def flatcar_disk(where: Path, spec: Spec | None = None, esp_names: bool = True) -> Path:
-    """The Flatcar-like disk holding ``spec``'s files, at where/disk.raw."""
+def flatcar_disk(
+    where: Path, spec: Spec | None = None, esp_names: bool = True, disk_mib: int = DISK_MIB
+) -> Path:
+    """The Flatcar-like disk of ``disk_mib`` MiB holding ``spec``'s files, at
+    where/disk.raw."""
     spec = spec or Spec()
     where.mkdir(parents=True, exist_ok=True)
     disk = where / "disk.raw"
-    run("truncate", "-s", f"{DISK_MIB}M", disk)
+    run("truncate", "-s", f"{disk_mib}M", disk)
     args, first, starts = [], 1, {}
     for number, (label, type_guid, size) in enumerate(FLATCAR, 1):
         end = f"+{size}M" if size else "0"
@@ -107,7 +110,7 @@ def flatcar_disk(where: Path, spec: Spec | None = None, esp_names: bool = True) 
         starts[label] = first
         first += size
     run("sgdisk", *args, disk)
-    root_mib = DISK_MIB - starts["ROOT"] - 1  # the backup table takes the last MiB's end
+    root_mib = disk_mib - starts["ROOT"] - 1  # the backup table takes the last MiB's end
     esp = where / "esp.img"
     run("mkfs.vfat", "-n", "EFI-SYSTEM", "-C", esp, str(FLATCAR[0][2] * 1024))
     for name, text in spec.esp.items():
