@@ -431,7 +431,7 @@ BAD = [
     (["--partition", "ROOT", "--mkdir", "/x", "--owner", "core"], "bad owner 'core'", ""),
     (["--partition", "OEM", "--remove", "/grub.cfg", "--partition", "6", "--remove", "/x"],
      "p6 OEM is named by more than one --partition", ""),
-    (["--partition", "OEM"], "nothing to edit", ""),
+    (["--partition", "OEM"], "nothing to edit in partition 'OEM'", ""),
     (["--partition", "ROOT", "--tar", "{src}/evil.tar:/var"], "it would unpack outside /var", ""),
     (["--partition", "ROOT", "--tar", "{src}/tool:/var"], "is not a tar archive", ""),
     (["--partition", "ROOT", "--tar", "{src}/docker.tar:/nowhere"],

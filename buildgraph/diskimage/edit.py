@@ -22,8 +22,9 @@ from pathlib import Path
 
 from ..engine import sparse
 from ..engine.errors import BuildgraphError
-from . import ext_write, fat_write, filesystems, gpt, output, writable
+from . import ext_write, fat_write, filesystems, gpt, writable
 from .edits import PartitionEdit
+from .output import check_format, format_of, write_image
 from .plan import Step, plan
 from .source import raw_image
 
@@ -51,20 +52,23 @@ class _Job:
 def edit(
     image: Path,
     edits: Sequence[PartitionEdit],
-    output_path: Path,
+    output: Path,
     fmt: str | None = None,
     compression: str | None = None,
     epoch: int | None = None,
 ) -> Edited:
     """Write ``image`` (a GPT disk in any format source.raw_image opens) with ``edits``
-    made to ``output_path``, as ``fmt`` (raw, qcow2, vmdk, vhd) compressed with
-    ``compression`` (none, xz, zst, bz2, gz); None: as the input is."""
-    if not edits or not all(item.operations() for item in edits):
+    made to ``output``, as ``fmt`` (raw, qcow2, vmdk, vhd) compressed with
+    ``compression`` (none, xz, zst, bz2, gz); None: as the input is. ``epoch``: the time
+    of every timestamp written (None: SOURCE_DATE_EPOCH, else DEFAULT_EPOCH)."""
+    idle = [item.partition for item in edits if not item.operations()]
+    if not edits or idle:
         raise BuildgraphError(
-            "nothing to edit", hint="give a --partition and, after it, what to do to it"
+            f"nothing to edit{f' in partition {idle[0]!r}' if idle else ''}",
+            hint="give a --partition and, after it, what to do to it",
         )
     when = _epoch(epoch)
-    dest = Path(output_path)
+    dest = Path(output)
     if dest.is_dir() or not dest.parent.is_dir():
         raise BuildgraphError(
             f"{dest}: {'is a directory' if dest.is_dir() else 'its directory does not exist'}",
@@ -72,9 +76,9 @@ def edit(
         )
     with raw_image(image) as raw, tempfile.TemporaryDirectory(prefix="buildgraph-edit-") as tmp:
         work = Path(tmp)
-        given = output.format_of(raw.layers)
+        given = format_of(raw.layers)
         fmt, compression = fmt or given[0], compression or given[1]
-        output.check(fmt, compression)
+        check_format(fmt, compression)
         table = gpt.read(raw.path, str(image))
         disk = raw.path
         if not raw.layers:  # the input itself: edit a copy
@@ -83,7 +87,7 @@ def edit(
         jobs = [_job(Path(image), table, disk, item, work, edits) for item in edits]
         for job in jobs:
             _apply(disk, job, when, work)
-        output.write(disk, dest, fmt, compression, when, str(table.disk_guid), work)
+        write_image(disk, dest, fmt, compression, when, str(table.disk_guid), work)
     return Edited(dest, fmt, compression, tuple(job.partition.ref() for job in jobs))
 
 

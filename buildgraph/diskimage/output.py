@@ -33,7 +33,7 @@ def format_of(layers: tuple[str, ...]) -> tuple[str, str]:
     return (formats[-1] if formats else "raw"), (packed[0] if packed else "none")
 
 
-def check(fmt: str, compression: str) -> None:
+def check_format(fmt: str, compression: str) -> None:
     if fmt not in FORMATS:
         raise BuildgraphError(
             f"unknown output format {fmt!r}", hint=f"give --format {'|'.join(FORMATS)}"
@@ -45,12 +45,12 @@ def check(fmt: str, compression: str) -> None:
         )
 
 
-def write(
+def write_image(
     disk: Path, dest: Path, fmt: str, compression: str, epoch: int, name: str, work: Path
 ) -> None:
     """Write the raw ``disk`` to ``dest`` as ``fmt`` compressed with ``compression``;
     ``name`` (and ``epoch``) give the bytes a VHD or VMDK would have at random."""
-    check(fmt, compression)
+    check_format(fmt, compression)
     hidden = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         os.close(os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
