@@ -247,8 +247,11 @@ def test_flatcar_customizations_read_back_with_other_tools(
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr("tempfile.tempdir", None)
+    digest, mtime = hashlib.sha256(image.read_bytes()).hexdigest(), image.stat().st_mtime_ns
     code, said, err = _edit_image(capfd, image, *flatcar_edit(sources), "-o", out)
     assert os.listdir(scratch) == []
+    assert hashlib.sha256(image.read_bytes()).hexdigest() == digest  # the input as it was
+    assert image.stat().st_mtime_ns == mtime
     assert (code, err) == (0, ""), err
     assert (
         said == f"{out}: p6 OEM, p9 ROOT, p1 EFI-SYSTEM edited ({form.replace('xz', 'raw, xz')})\n"
@@ -297,6 +300,27 @@ def test_e2fsck_and_fsck_vfat_find_the_edited_filesystems_clean(
     assert _edit_image(capfd, disk, *flatcar_edit(sources), "-o", out)[0] == 0
     for label in ("OEM", "ROOT"):
         assert "Pass 5" in fsck(out, label, tmp_path, "e2fsck", "-fn")
+    assert "clusters" in fsck(out, "EFI-SYSTEM", tmp_path, "fsck.vfat", "-n")
+
+
+@pytest.mark.slow
+def test_a_tar_unpacks_onto_fat_and_a_directory_goes_whole(
+    disk: Path, tmp_path: Path, capfd
+) -> None:
+    firmware = tmp_path / "firmware.tar"
+    with tarfile.open(firmware, "w:gz") as tar:
+        for name, data in (("rpi/config.txt", b"arm_64bit=1\n"), ("rpi/fixup4.dat", b"\1" * 999)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "out.raw"
+    code, _, err = _edit_image(capfd, disk, "--partition", "EFI-SYSTEM", "--remove", "/flatcar",
+                               "--tar", f"{firmware}:/", "-o", out)  # fmt: skip
+    assert code == 0, err
+    drive = f"{out}@@{gpt_offset(out, 'EFI-SYSTEM')}"
+    listing = run("mdir", "-i", drive, "-b", "-/", "::/", env=MTOOLS_ENV).split()
+    assert "::/rpi/config.txt" in listing and not any("flatcar" in line for line in listing)
+    assert run("mtype", "-i", drive, "::/rpi/config.txt", env=MTOOLS_ENV) == "arm_64bit=1\n"
     assert "clusters" in fsck(out, "EFI-SYSTEM", tmp_path, "fsck.vfat", "-n")
 
 
@@ -409,6 +433,18 @@ def test_a_squashfs_is_refused_whatever_its_type(
     assert "p3 USR-A cannot be edited: it holds squashfs, a read-only filesystem" in err
 
 
+@pytest.mark.slow
+def test_a_partition_marked_read_only_is_refused(
+    disk: Path, sources: Path, tmp_path: Path, capfd, monkeypatch
+) -> None:
+    marked = tmp_path / "marked.raw"
+    shutil.copy(disk, marked)
+    run("sgdisk", "-A", "9:set:60", marked)
+    err = _refused(capfd, monkeypatch, tmp_path, marked, "--partition", "ROOT",
+                   "--remove", "/etc/os-release")  # fmt: skip
+    assert "p9 ROOT cannot be edited: its GPT attributes mark it read-only (bit 60)" in err
+
+
 BAD = [
     (["--partition", "STATE", "--remove", "/x"], "has no partition 'STATE'",
      "give a number or label of: p1 EFI-SYSTEM, p2 BIOS-BOOT"),
@@ -434,6 +470,8 @@ BAD = [
     (["--partition", "OEM"], "nothing to edit in partition 'OEM'", ""),
     (["--partition", "ROOT", "--tar", "{src}/evil.tar:/var"], "it would unpack outside /var", ""),
     (["--partition", "ROOT", "--tar", "{src}/tool:/var"], "is not a tar archive", ""),
+    (["--partition", "1", "--tar", "{src}/docker.tar:/"],
+     "member 'lib/docker/current': only directories, regular files and (not on FAT)", ""),
     (["--partition", "ROOT", "--tar", "{src}/docker.tar:/nowhere"],
      "/nowhere is not a directory", ""),
 ]  # fmt: skip

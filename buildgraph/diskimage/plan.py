@@ -178,7 +178,7 @@ class _Planner:
             raise BuildgraphError(f"{what}: it would unpack outside {dest}")
         if name == "/":
             return  # "./": the destination itself, which exists
-        path = posixpath.normpath(dest + name)
+        path = posixpath.join(dest, name[1:])
         mode = None if self.fat else stat.S_IMODE(member.mode)
         owner = None if self.fat else (member.uid, member.gid)
         self._dirs(what, posixpath.dirname(path))
