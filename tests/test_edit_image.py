@@ -422,27 +422,21 @@ def test_usr_and_what_holds_no_filesystem_are_refused(
 
 
 @pytest.mark.slow
-def test_a_squashfs_is_refused_whatever_its_type(
-    disk: Path, sources: Path, tmp_path: Path, capfd, monkeypatch
+@pytest.mark.parametrize(("change", "target", "said"), [
+    (["-t", "3:8300"], "USR-A", "p3 USR-A cannot be edited: it holds squashfs, a read-only"
+                                " filesystem"),  # whatever its type says
+    (["-A", "9:set:60"], "ROOT", "p9 ROOT cannot be edited: its GPT attributes mark it"
+                                 " read-only (bit 60)"),
+])  # fmt: skip
+def test_a_squashfs_and_the_gpt_read_only_bit_are_refused(
+    disk: Path, tmp_path: Path, capfd, monkeypatch, change: list[str], target: str, said: str
 ) -> None:
-    relabelled = tmp_path / "relabelled.raw"
-    shutil.copy(disk, relabelled)
-    run("sgdisk", "-t", "3:8300", relabelled)
-    err = _refused(capfd, monkeypatch, tmp_path, relabelled, "--partition", "USR-A",
-                   "--remove", "/lib/os-release")  # fmt: skip
-    assert "p3 USR-A cannot be edited: it holds squashfs, a read-only filesystem" in err
-
-
-@pytest.mark.slow
-def test_a_partition_marked_read_only_is_refused(
-    disk: Path, sources: Path, tmp_path: Path, capfd, monkeypatch
-) -> None:
-    marked = tmp_path / "marked.raw"
-    shutil.copy(disk, marked)
-    run("sgdisk", "-A", "9:set:60", marked)
-    err = _refused(capfd, monkeypatch, tmp_path, marked, "--partition", "ROOT",
+    changed = tmp_path / "changed.raw"
+    shutil.copy(disk, changed)
+    run("sgdisk", *change, changed)
+    err = _refused(capfd, monkeypatch, tmp_path, changed, "--partition", target,
                    "--remove", "/etc/os-release")  # fmt: skip
-    assert "p9 ROOT cannot be edited: its GPT attributes mark it read-only (bit 60)" in err
+    assert said in err
 
 
 BAD = [
