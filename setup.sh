@@ -10,7 +10,7 @@ PACKAGES=(
   git python3 python3-venv ninja-build
   # build steps
   golang-go squashfs-tools xz-utils grub-common mtools dosfstools xorriso zstd e2fsprogs gdisk
-  qemu-utils tar gzip sbsigntool faketime
+  qemu-utils tar gzip bzip2 sbsigntool faketime
   # tests: independent readers, qemu boots, a registry and a second OCI client
   cpio qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 docker-registry skopeo
   apache2-utils openssl binutils ipxe-qemu strace

@@ -5,8 +5,8 @@ doit, ``cache`` inspects and prunes the cache, ``vars`` prints the variables tab
 ``pins refresh`` re-pins the Debian packages that package images are made of,
 ``push`` sends an image from the embedded store to a registry, ``imager`` builds a
 customized boot asset from a profile (buildgraph/imager/), ``secureboot keys`` makes a
-set of Secure Boot keys, ``lint-image`` checks a disk image for first-boot state
-(buildgraph/diskimage/).
+set of Secure Boot keys, ``lint-image`` checks a disk image for first-boot state and
+``edit-image`` changes files in its partitions (buildgraph/diskimage/).
 Arguments of the form NAME=value are build variables, as with doit.
 """
 
@@ -119,12 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=_secureboot_keys)
 
     from .diskimage.command import add_parser as add_lint_image
+    from .diskimage.edit_command import add_parser as add_edit_image
     from .factory.command import add_parser as add_factory
     from .imager.command import add_parser as add_imager
 
     add_imager(sub)
     add_factory(sub)
     add_lint_image(sub)
+    add_edit_image(sub)
     return parser
 
 

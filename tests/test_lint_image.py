@@ -1,10 +1,9 @@
 """``buildgraph lint-image`` and the offline image reader under it (buildgraph/diskimage).
 
-The slow tests build a Flatcar-like nine-partition disk as a user could without root:
-truncate, sgdisk, mkfs.vfat and mtools for EFI-SYSTEM, mke2fs -d for OEM and ROOT,
-mksquashfs for USR-A, dd to put each filesystem at its offset. Each rule gets a disk with
-its problem planted; sgdisk, qemu-img, xz/zstd/bzip2/gzip and strace are the independent
-tools that make and check the inputs. The last test lints our own metal disk.
+The slow tests lint the Flatcar-like nine-partition disk of tests/flatcar.py (made as a
+user could without root), each rule with its problem planted; sgdisk, qemu-img,
+xz/zstd/bzip2/gzip and strace are the independent tools that make and check the inputs.
+The last test lints our own metal disk.
 """
 
 from __future__ import annotations
@@ -19,139 +18,16 @@ import subprocess
 import sys
 import uuid
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from flatcar import FLATCAR, MIB, MTOOLS_ENV, SHADOW, Spec, flatcar_disk, run, with_files
 
 from buildgraph import cli
 from buildgraph.diskimage import gpt, layouts
 from buildgraph.diskimage.filesystems import Entry
 from buildgraph.diskimage.lint import _matches, lint
 from buildgraph.diskimage.rules import RULES, SEVERITIES
-
-MIB = 1 << 20
-SECTOR = 512
-ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-BIOS = "21686148-6449-6E6F-744E-656564454649"
-USR = "5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6"
-ROOT = "3884DD41-8582-4404-B9A8-E9B84F2DF50E"
-LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-RESERVED = "C95DC21A-DF0E-4340-8D7B-26CBFA9A03E0"
-# Flatcar's nine partitions: (label, type, MiB); ROOT takes what is left of the disk.
-FLATCAR = [
-    ("EFI-SYSTEM", ESP, 8), ("BIOS-BOOT", BIOS, 1), ("USR-A", USR, 8), ("USR-B", USR, 4),
-    ("ROOT-C", ROOT, 1), ("OEM", LINUX, 8), ("OEM-CONFIG", RESERVED, 1),
-    ("coreos-reserved", RESERVED, 1), ("ROOT", ROOT, 0),
-]  # fmt: skip
-DISK_MIB = 64
-SHADOW = (
-    "root:*:19000:0:99999:7:::\ncore:!:19000:0:99999:7:::\nnobody:!!:19000::::::\n"
-    "svc:!*:19000::::::\nlocked:!$6$salt$hash:19000::::::\n"
-)
-MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1"}
-
-
-@dataclass
-class Spec:
-    """What each filesystem of the disk holds: path -> text, or (text, mode); a path
-    ending in / is a directory (its value its mode), "->x" a symlink to x."""
-
-    esp: dict[str, str] = field(default_factory=lambda: {
-        "flatcar/first_boot": "", "EFI/boot/bootx64.efi": "MZ loader"})  # fmt: skip
-    oem: dict[str, object] = field(default_factory=lambda: {
-        "grub.cfg": "set oem_id=qemu\n", "base/base.ign": "{}\n"})  # fmt: skip
-    root: dict[str, object] = field(default_factory=lambda: {
-        "etc/os-release": "ID=flatcar\n",
-        "etc/shadow": (SHADOW, 0o640),
-        "etc/passwd": "root:x:0:0::/root:/bin/bash\ncore:x:500:500::/home/core:/bin/bash\n",
-        "etc/systemd/system/multi-user.target.wants/my.service":
-            "->/etc/systemd/system/my.service",
-        "etc/systemd/system/my.service": "[Service]\nExecStart=/opt/bin/tool\n",
-        "home/core/.ssh/": 0o700,
-        "root/": 0o700,
-        "tmp/": 0o1777,
-        "var/tmp/": 0o1777,
-        "var/lib/systemd/": 0o755,
-        "opt/bin/tool": ("#!/bin/sh\n", 0o755),
-        "oem/": 0o755,
-        "boot/": 0o755,
-    })  # fmt: skip
-
-
-def _tree(dest: Path, files: dict[str, object]) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    modes = []
-    for name, value in files.items():
-        path = dest / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if name.endswith("/"):
-            path.mkdir(exist_ok=True)
-            modes.append((path, value))
-        elif isinstance(value, str) and value.startswith("->"):
-            path.symlink_to(value[2:])
-        else:
-            text, mode = value if isinstance(value, tuple) else (value, 0o644)
-            path.write_text(text)
-            modes.append((path, mode))
-    for path, mode in modes:
-        os.chmod(path, mode)  # after the files, so a 0o700 directory still takes them
-    return dest
-
-
-def _run(*argv: str | Path, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run([str(arg) for arg in argv], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, check=False)  # fmt: skip
-    assert done.returncode == 0, f"{argv}: {done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def _place(disk: Path, fs: Path, first_mib: int) -> None:
-    _run("dd", f"if={fs}", f"of={disk}", "bs=1M", f"seek={first_mib}", "conv=notrunc,sparse",
-         "status=none")  # fmt: skip
-
-
-def flatcar_disk(where: Path, spec: Spec | None = None, esp_names: bool = True) -> Path:
-    """The Flatcar-like disk holding ``spec``'s files, at where/disk.raw."""
-    spec = spec or Spec()
-    where.mkdir(parents=True, exist_ok=True)
-    disk = where / "disk.raw"
-    _run("truncate", "-s", f"{DISK_MIB}M", disk)
-    args, first, starts = [], 1, {}
-    for number, (label, type_guid, size) in enumerate(FLATCAR, 1):
-        end = f"+{size}M" if size else "0"
-        args += ["-n", f"{number}:{first * MIB // SECTOR}:{end}", "-t", f"{number}:{type_guid}",
-                 "-c", f"{number}:{label}"]  # fmt: skip
-        starts[label] = first
-        first += size
-    _run("sgdisk", *args, disk)
-    root_mib = DISK_MIB - starts["ROOT"] - 1  # the backup table takes the last MiB's end
-    esp = where / "esp.img"
-    _run("mkfs.vfat", "-n", "EFI-SYSTEM", "-C", esp, str(FLATCAR[0][2] * 1024))
-    for name, text in spec.esp.items():
-        (where / "esp-file").write_text(text)
-        for depth in range(1, name.count("/") + 1):
-            parent = "::/" + "/".join(name.split("/")[:depth])
-            subprocess.run(["mmd", "-i", str(esp), parent], capture_output=True, env={
-                **os.environ, **MTOOLS_ENV}, check=False)  # fmt: skip
-        _run("mcopy", "-i", esp, where / "esp-file", f"::/{name}", env=MTOOLS_ENV)
-    _place(disk, esp, starts["EFI-SYSTEM"])
-    usr = _tree(where / "usr", {"lib/os-release": "ID=flatcar\n"})
-    _run("mksquashfs", usr, where / "usr.img", "-quiet", "-noappend", "-all-root")
-    _place(disk, where / "usr.img", starts["USR-A"])
-    for label, files, size in (("OEM", spec.oem, 8), ("ROOT", spec.root, root_mib)):
-        image = where / f"{label}.img"
-        _run("mke2fs", "-q", "-F", "-t", "ext4", "-L", label, "-d",
-             _tree(where / label, files), image, f"{size}M")  # fmt: skip
-        _place(disk, image, starts[label])
-    return disk
-
-
-def with_files(**parts: dict[str, object]) -> Spec:
-    spec = Spec()
-    for part, files in parts.items():
-        getattr(spec, part).update(files)
-    return spec
 
 
 def _lint(disk: Path, capfd, *flags: str) -> tuple[int, str, str]:
@@ -217,16 +93,16 @@ def test_layouts_are_told_by_their_labels() -> None:
 @pytest.mark.slow
 def test_the_gpt_reader_agrees_with_sgdisk(tmp_path: Path) -> None:
     disk = flatcar_disk(tmp_path)
-    verify = _run("sgdisk", "-v", disk)
+    verify = run("sgdisk", "-v", disk)
     assert "No problems found" in verify
-    printed = _run("sgdisk", "-p", disk)
+    printed = run("sgdisk", "-p", disk)
     rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+.+?\s{2}(\S+)$", printed, re.MULTILINE)
     table = gpt.read(disk)
     assert table.sector_size == 512
     assert [(str(p.number), str(p.first_lba), str(p.last_lba), p.name)
             for p in table.partitions] == [tuple(row) for row in rows]  # fmt: skip
     for part in table.partitions:
-        info = _run("sgdisk", "-i", str(part.number), disk)
+        info = run("sgdisk", "-i", str(part.number), disk)
         code = re.search(r"Partition GUID code: (\S+)", info).group(1)
         unique = re.search(r"Partition unique GUID: (\S+)", info).group(1)
         assert (part.type_guid, part.unique_guid) == (uuid.UUID(code), uuid.UUID(unique))
@@ -380,7 +256,7 @@ def test_what_another_partition_mounts_over_is_not_the_os_files(tmp_path: Path) 
 def test_fat_names_match_without_case(tmp_path: Path) -> None:
     spec = Spec(esp={"FLATCAR/FIRST_BOOT": "", "EFI/BOOT/BOOTX64.EFI": "MZ"})
     disk = flatcar_disk(tmp_path, spec)
-    listing = _run("mdir", "-i", f"{disk}@@{MIB}", "-b", "::/", env=MTOOLS_ENV)
+    listing = run("mdir", "-i", f"{disk}@@{MIB}", "-b", "::/", env=MTOOLS_ENV)
     assert "::/FLATCAR/" in listing  # a short name only: no lower-case long name
     assert _findings(disk) == []
 
@@ -447,7 +323,7 @@ def test_other_formats_give_the_findings_of_the_raw_disk(
     # The name says nothing of the format: it is told by the bytes alone.
     dst, mid = tmp_path / "image", tmp_path / "mid"
     for argv in CONVERSIONS[form]:
-        _run(*(arg.format(src=planted, dst=dst, mid=mid) for arg in argv))
+        run(*(arg.format(src=planted, dst=dst, mid=mid) for arg in argv))
     before = sorted(os.listdir(tmp_path))
     expected = _findings(planted)
     assert {rule for rule, *_ in expected} == {"machine-id", "ssh-host-key", "oem-config-ign",
@@ -499,7 +375,7 @@ def test_what_is_not_a_gpt_disk_is_refused(tmp_path: Path, capfd) -> None:
     text.write_text("hello\n" * 1000)
     _refused(capfd, text, f"{text} is not a GPT disk image: no 'EFI PART' header")
     fs = tmp_path / "root.ext4"
-    _run("mke2fs", "-q", "-t", "ext4", fs, "4M")
+    run("mke2fs", "-q", "-t", "ext4", fs, "4M")
     _refused(capfd, fs, "it holds a filesystem (ext4), not a partitioned disk")
     _refused(capfd, tmp_path / "absent.raw", "absent.raw: no such file")
     _refused(capfd, tmp_path, "is not a file")
@@ -512,7 +388,7 @@ def test_what_is_not_a_gpt_disk_is_refused(tmp_path: Path, capfd) -> None:
 def test_truncated_compressed_input_is_refused(tmp_path: Path, capfd, tool: str, said: str):
     disk = flatcar_disk(tmp_path / "d")
     packed = tmp_path / "disk.packed"
-    _run("sh", "-c", f"{tool} -c {disk} > {packed}")
+    run("sh", "-c", f"{tool} -c {disk} > {packed}")
     os.truncate(packed, packed.stat().st_size // 2)
     _refused(capfd, packed, said, "damaged or truncated")
 

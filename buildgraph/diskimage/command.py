@@ -25,18 +25,23 @@ def add_parser(sub: Any) -> None:
         epilog=f"rules:\n{rules}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument(
-        "image",
-        type=Path,
-        metavar="IMAGE",
-        help="a GPT disk image: raw, qcow2, vmdk or vhd; compressed or not (xz, bz2, gz, zst)",
-    )
+    add_image(cmd)
     cmd.add_argument(
         "--json",
         action="store_true",
         help='print {"image": ..., "findings": [...], ...} instead of lines',
     )
     cmd.set_defaults(func=run)
+
+
+def add_image(cmd: argparse.ArgumentParser) -> None:
+    """The IMAGE argument of the image commands."""
+    cmd.add_argument(
+        "image",
+        type=Path,
+        metavar="IMAGE",
+        help="a GPT disk image: raw, qcow2, vmdk or vhd; compressed or not (xz, bz2, gz, zst)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

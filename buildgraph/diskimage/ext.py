@@ -74,14 +74,20 @@ class ExtReader:
     ) -> subprocess.CompletedProcess[bytes]:
         what = f"{doing} in {self.partition.ref()} (ext, at byte {self.partition.offset})"
         done = run(["debugfs", "-c", *args, self.device], what, hint=self.hint, input=script)
-        complaints = [
-            line
-            for line in done.stderr.decode(errors="replace").splitlines()
-            if line.strip() and not line.startswith("debugfs 1.")
-        ]
-        if complaints:
-            raise BuildgraphError(f"cannot {what}: {' / '.join(complaints[:3])}", self.hint)
+        said = complaints(done)
+        if said:
+            raise BuildgraphError(f"cannot {what}: {' / '.join(said[:3])}", self.hint)
         return done
+
+
+def complaints(done: subprocess.CompletedProcess[bytes]) -> list[str]:
+    """What debugfs said went wrong: it exits 0 after a failed command, saying so on
+    stderr, where nothing else but its banner goes."""
+    return [
+        line
+        for line in done.stderr.decode(errors="replace").splitlines()
+        if line.strip() and not line.startswith("debugfs 1.")
+    ]
 
 
 def _entry(parent: str, line: str) -> Entry | None:

@@ -1,4 +1,4 @@
-"""Running the tools that read images (qemu-img, mtools, debugfs).
+"""Running the tools that read and edit images (qemu-img, mtools, debugfs, e2fsck).
 
 Each tool is looked up first, so a missing one is a message naming its Debian package;
 one that fails says what it was asked to do and what it printed.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from typing import BinaryIO
 
 from ..engine.errors import BuildgraphError
 from ..engine.tools import locate
@@ -26,14 +27,17 @@ def run(
     hint: str | None = None,
     input: bytes = b"",
     accept: Callable[[subprocess.CompletedProcess[bytes]], bool] = lambda _done: False,
+    stdout: BinaryIO | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``argv`` (its tool looked up with :func:`tool`) with ``input`` on its stdin;
-    a non-zero exit that ``accept`` does not take for success names ``doing``."""
+    """Run ``argv`` (its tool looked up with :func:`tool`) with ``input`` on its stdin
+    and its output captured (or sent to ``stdout``); a non-zero exit that ``accept`` does
+    not take for success names ``doing``."""
     path = tool(argv[0], doing)
     done = subprocess.run(
         [path, *argv[1:]],
         input=input,
-        capture_output=True,
+        stdout=stdout or subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**os.environ, "LC_ALL": "C", **(env or {})},
         check=False,
     )

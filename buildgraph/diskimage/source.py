@@ -48,13 +48,16 @@ class Compression:
     chunks: Callable[[BinaryIO], Iterator[bytes]] | None
     """None: the zstd tool decompresses it (zstandard's Python readers end a truncated
     input without a word; the tool fails)."""
+    pack: tuple[str, ...]
+    """The tool that compresses a file to stdout again; its output depends on the input
+    alone (no names, no times)."""
 
 
 COMPRESSIONS = (
-    Compression("xz", b"\xfd7zXZ\x00", _stream(lzma.open)),
-    Compression("zst", b"\x28\xb5\x2f\xfd", None),
-    Compression("bz2", b"BZh", _stream(bz2.open)),
-    Compression("gz", b"\x1f\x8b", _stream(gzip.open)),
+    Compression("xz", b"\xfd7zXZ\x00", _stream(lzma.open), ("xz", "-T0", "-c")),
+    Compression("zst", b"\x28\xb5\x2f\xfd", None, ("zstd", "-T0", "-q", "-c")),
+    Compression("bz2", b"BZh", _stream(bz2.open), ("bzip2", "-c")),
+    Compression("gz", b"\x1f\x8b", _stream(gzip.open), ("gzip", "-n", "-c")),
 )
 _READ_ERRORS = (EOFError, OSError, lzma.LZMAError)
 

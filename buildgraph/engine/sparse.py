@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(offset, length) of each data extent of the open file ``fd`` of ``size`` bytes."""
-    offset = 0
+def extents(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(offset, length) of each data extent of the open file ``fd`` of ``size`` bytes,
+    from byte ``start`` on."""
+    offset = start
     while offset < size:
         try:
             start = os.lseek(fd, offset, os.SEEK_DATA)
@@ -27,13 +28,19 @@ def extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
 def copy_into(src: Path, dst_fd: int, offset: int) -> None:
     """Write ``src`` into ``dst_fd`` at ``offset``, skipping its holes."""
     with open(src, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        for start, length in extents(f.fileno(), size):
-            done = 0
-            while done < length:
-                done += os.copy_file_range(
-                    f.fileno(), dst_fd, length - done, start + done, offset + start + done
-                )
+        copy_range(f.fileno(), 0, os.fstat(f.fileno()).st_size, dst_fd, offset)
+
+
+def copy_range(src_fd: int, src_offset: int, length: int, dst_fd: int, dst_offset: int) -> None:
+    """Write the ``length`` bytes of ``src_fd`` at ``src_offset`` into ``dst_fd`` at
+    ``dst_offset``, skipping their holes."""
+    shift = dst_offset - src_offset
+    for start, size in extents(src_fd, src_offset + length, src_offset):
+        done = 0
+        while done < size:
+            done += os.copy_file_range(
+                src_fd, dst_fd, size - done, start + done, start + shift + done
+            )
 
 
 def write_into(data: bytes, dst_fd: int, offset: int, block: int = 4096) -> None:

@@ -13,6 +13,13 @@ import struct
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+QEMU_IMG = {
+    "qcow2": ["-O", "qcow2", "-o", "compat=1.1"],
+    "vhd": ["-O", "vpc", "-o", "subformat=fixed,force_size=on"],
+    "ova": ["-O", "vmdk", "-o", "subformat=streamOptimized,adapter_type=lsilogic"],
+}
+"""``qemu-img convert`` flags for each format made from a raw disk: a fixed VHD sized to
+whole MiB (as Azure wants), and the stream-optimized VMDK of an OVA."""
 VHD_EPOCH = 946684800  # 2000-01-01T00:00:00Z, where VHD timestamps count from
 _FOOTER = 512
 

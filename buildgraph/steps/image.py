@@ -24,11 +24,6 @@ from . import check_epoch
 
 FORMATS = ("raw", "qcow2", "vhd", "ova")
 COMPRESSIONS = ("", ".zst", ".xz", ".gz", ".tar.gz")
-_QEMU_IMG = {
-    "qcow2": ["-O", "qcow2", "-o", "compat=1.1"],
-    "vhd": ["-O", "vpc", "-o", "subformat=fixed,force_size=on"],
-    "ova": ["-O", "vmdk", "-o", "subformat=streamOptimized,adapter_type=lsilogic"],
-}
 
 
 def split(suffix: str) -> tuple[str, str]:
@@ -122,7 +117,7 @@ def image(ctx: StepContext) -> None:
 
 def _convert(ctx: StepContext, raw: Path, work: Path, fmt: str, name: str, epoch: int) -> Path:
     target = work / ("disk.vmdk" if fmt == "ova" else f"disk.{fmt}")
-    ctx.run(["qemu-img", "convert", "-f", "raw", *_QEMU_IMG[fmt], str(raw), target.name],
+    ctx.run(["qemu-img", "convert", "-f", "raw", *vdisk.QEMU_IMG[fmt], str(raw), target.name],
             cwd=work)  # fmt: skip
     if fmt == "vhd":
         vdisk.fix_vhd(target, epoch, name)
