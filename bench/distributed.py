@@ -11,8 +11,8 @@ run, on this machine, with a real ``dask scheduler``, ``dask worker`` processes 
 * ``2 workers``: the same with workers on CPU 0 and CPU 1.
 
 GOAL is ``image-<profile>`` for 8 profiles, amd64, ``ZSTD_LEVEL=3`` as in an edit loop:
-24 nodes to run (cmdline, disk and image of each), independent across profiles. Every
-round of every peer gives a new ``KERNEL_ARGS``, so all 24 run; the kernel, initramfs
+32 nodes to run (cmdline, disk, edit and image of each), independent across profiles. Every
+round of every peer gives a new ``KERNEL_ARGS``, so all 32 run; the kernel, initramfs
 and GRUB package were built once beforehand (not timed), into the client's cache and the
 remote cache, and each worker's own cache holds them after a warm-up round (not timed),
 as a CI machine's would.
@@ -169,7 +169,7 @@ def main() -> None:
     command = f"`.venv/bin/python bench/distributed.py --repeat {args.repeat}` at {revision()}"
     setting = (
         f"{command}, on {host()}; `doit` of {len(GOAL)} disk images (amd64, ZSTD_LEVEL=3),"
-        " 24 nodes run per build; workers `--nthreads 1`, each pinned to one CPU; medians of"
+        " 32 nodes run per build; workers `--nthreads 1`, each pinned to one CPU; medians of"
         " the timed rounds, after a warm-up round."
     )
     section = "\n".join([TITLE, "", setting, "", *HEADER, *rows, "", *notes])

@@ -233,6 +233,13 @@ TABLE: tuple[Variable, ...] = (
         "each profile's own (diskFormat, outFormat)",
     ),
     Variable(
+        "LINT",
+        const("false"),
+        boolean,
+        "image-% lints each disk it converts (`buildgraph lint-image`) and fails on an error",
+        "false",
+    ),
+    Variable(
         "ZSTD_LEVEL",
         const("18"),
         one_of(*(str(level) for level in range(1, 20))),

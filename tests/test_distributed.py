@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from dask_cluster import WorkerSpec, serve_cluster
-from project import REPO, doit, environment, node_events
+from project import REPO, doit, environment, make_project, node_events
 from realgraph import clone, sha256
 from registry_server import serve_registry
 
@@ -29,6 +29,14 @@ DEPS = ("kernel", "initramfs", "pkg-grub")
 PROFILES = ("metal", "aws", "gcp")
 GOAL = tuple(f"image-{name}" for name in PROFILES)
 AMD64 = {"PLATFORM": "linux/amd64"}
+TRIVIAL = """
+default: [joined]
+targets:
+  joined:
+    step: concat
+    sources: [a.txt, tool.sh]
+    outputs: [joined.txt]
+"""
 
 
 def keygen(path: Path) -> None:
@@ -97,14 +105,14 @@ def test_a_cluster_build_runs_each_node_once_where_it_can_and_matches_a_local_bu
     events = {e["node"]: e for e in node_events(done.stderr)}
     built = {label: e for label, e in events.items() if e["status"] == "built"}
     assert {label.split(":")[0] for label in built} == {
-        f"{kind}-{name}" for kind in ("cmdline", "disk", "image") for name in PROFILES
+        f"{kind}-{name}" for kind in ("cmdline", "disk", "edit", "image") for name in PROFILES
     }
     assert all(e["worker"].startswith("tcp://127.0.0.1:") for e in built.values())
     ran_a, ran_b = worker_keys(a), worker_keys(b)
     assert not ran_a & ran_b, "a node ran on both workers"
     assert ran_a | ran_b == {e["key"] for e in built.values()}, "each built node ran once"
-    disks = {e["key"] for label, e in built.items() if label.startswith("disk-")}
-    assert disks <= ran_b, "disk images need the disk resource, which only b offers"
+    disks = {e["key"] for label, e in built.items() if label.startswith(("disk-", "edit-"))}
+    assert disks <= ran_b, "disks and their edits need the disk resource, which only b offers"
     assert ran_a, "the nodes that need nothing were shared"
     got = {name: sha256(world["client"] / name) for name in world["expected"]}
     assert got == world["expected"]
@@ -225,3 +233,15 @@ def test_a_node_whose_workers_keep_dying_stops_the_build_naming_it_and_the_worke
     assert len(said) == 1, stderr[-4000:]
     assert re.match(r"buildgraph: error: \S+:amd64: 1 worker died running it, the last"
                     r" tcp://127\.0\.0\.1:\d+$", said[0]), said[0]  # fmt: skip
+
+
+def test_a_node_with_sources_gets_them_through_the_remote_cache(world, tmp_path):
+    root = make_project(tmp_path / "repo", TRIVIAL, {"a.txt": "a\n", "tool.sh": "echo b\n"})
+    (root / "tool.sh").chmod(0o755)
+    specs = [WorkerSpec("s", tmp_path / "worker", env=world["remote"])]
+    with serve_cluster(tmp_path / "cluster", specs, {"PATH": os.environ["PATH"]}) as cluster:
+        done = doit(root, tmp_path / "cache", f"BUILDGRAPH_SCHEDULER={cluster.address}",
+                    env=world["remote"])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert [e["status"] for e in node_events(done.stderr)] == ["built"]
+    assert (root / "_out" / "joined.txt").read_text() == "a\necho b\n"

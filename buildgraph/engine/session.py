@@ -29,6 +29,7 @@ from . import cluster, execute, log, remote, tools
 from . import step as steps
 from .errors import BuildgraphError, StepFailedError
 from .hashing import (
+    PLAIN,
     RS,
     US,
     Component,
@@ -648,7 +649,8 @@ class Session:
         files = {}
         for src in node.sources:
             path = self.root / src
-            files[src] = (self.source_digests[src], path.stat().st_size, path)
+            cas = self.source_digests[src].removesuffix(PLAIN)  # as the CAS names the bytes
+            files[src] = (cas, path.stat().st_size, path)
         entry = self._share(f"the sources of {node.label}", key_of(components),
                             encode(components), files)  # fmt: skip
         return {name: (digest, size) for name, (digest, size, _p) in files.items()}, entry

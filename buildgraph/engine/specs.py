@@ -45,6 +45,8 @@ TARGET_KEYS = {
     "outputs": "file names it produces in _out/",
     "profiles": "for a name with %: the directory of profile files it expands over;"
     " ${profile.FIELD} in its body is a profile's field, and % in its needs its profile",
+    "defaults": "for a pattern: profile fields a profile may leave out, each with the value"
+    " it then takes",
 }
 FILE_KEYS = ("targets", "default", "variables", "packages", "aliases")
 NEED_KEYS = ("target", "arches", "unless", "when")
@@ -325,6 +327,13 @@ def _work(specs: Specs, spec: TargetSpec) -> tuple:
 def _expansion(specs: Specs, pattern: _Pattern, profile: _Profile, name: str) -> TargetSpec:
     """The target ``pattern`` gives for ``profile``: its body with the profile's fields in,
     validated as any target is; an error a field may cause names the field's line."""
+    defaults = pattern.body.get("defaults", LDict())
+    if not isinstance(defaults, dict):
+        raise SpecError(where(pattern.rel, pattern.body, "defaults"), "defaults must be a mapping")
+    if defaults:
+        fields = LDict({**defaults, **profile.fields})
+        fields.line, fields.key_lines = profile.fields.line, profile.fields.key_lines
+        profile = _Profile(profile.stem, profile.rel, fields)
     for field_name, line in pattern.first.items():
         if field_name not in profile.fields:
             raise SpecError(
@@ -500,7 +509,7 @@ def arch_not_built(spec: TargetSpec, dep: TargetSpec, arch: str, need: Need) -> 
 def _target(
     specs: Specs, name: str, rel: str, body: LDict, here: str, profile: str | None
 ) -> TargetSpec:
-    allowed = set(TARGET_KEYS) - (set() if profile is not None else {"profiles"})
+    allowed = set(TARGET_KEYS) - (set() if profile is not None else {"profiles", "defaults"})
     _reject_unknown(body, allowed, rel, f"target {name!r}")
     for key, value in body.items():
         fields = _profile_fields(value) if key != "profiles" else []

@@ -25,6 +25,7 @@ MODULES: dict[str, str] = {
         ("initramfs", ["initramfs"]),
         ("iso", ["iso"]),
         ("disk", ["disk"]),
+        ("edit_disk", ["edit-disk"]),
         ("image", ["image"]),
         ("oci_image", ["oci-image", "oci-publish"]),
         ("pyz", ["pyz"]),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import sparse
+from ..engine.errors import BuildgraphError
 from ..engine.step import ParamError, Role, StepContext, clean_env, step
 from ..formats import vdisk
 from . import check_epoch
@@ -77,18 +78,21 @@ def _check_format(fmt: Any, compression: Any) -> None:
 
 @step(
     "image",
-    version=4,
-    tools=("qemu-img", "zstd", "xz", "gzip", "tar"),
+    version=5,
+    tools=("qemu-img", "zstd", "xz", "gzip", "tar", "debugfs", "mdir", "mcopy"),
     check=_check,
-    inputs=[Role("disk-%")],
+    inputs=[Role("edit-%")],
 )
 def image(ctx: StepContext) -> None:
-    """Convert the raw disk of the profile (disk-%), then compress it."""
+    """Convert the raw disk of the profile (edit-%: the disk with its edits), linting it
+    first with params.lint, then compress it."""
     (out,) = ctx.outputs
     params = ctx.params
     epoch = int(params["epoch"])
     work = ctx.out_dir.parent
-    raw = ctx.input("disk-%")
+    raw = ctx.input("edit-%")
+    if params.get("lint") == "true":
+        _lint(raw)
     converted = work / "disk.raw"
     fmt, compression = _format(params)
     if fmt == "raw" and compression == ".tar.gz":
@@ -113,6 +117,19 @@ def image(ctx: StepContext) -> None:
         }[compression]
         with open(target, "wb") as sink:
             ctx.run([*argv, str(converted)], stdout=sink, env=clean_env())
+
+
+def _lint(raw: Path) -> None:
+    from ..diskimage.lint import lint
+
+    report = lint(raw)
+    if report.errors:
+        raise BuildgraphError(
+            "LINT=true: the disk has what would make its instances identical or open:\n"
+            + "\n".join(report.lines()),
+            hint="remove it from the disk (its profile's edits, the rootfs), or build with"
+            " LINT=false",
+        )
 
 
 def _convert(ctx: StepContext, raw: Path, work: Path, fmt: str, name: str, epoch: int) -> Path:

@@ -1,0 +1,106 @@
+"""``edit-disk``: a raw disk with a profile's partition edits made (diskimage.edit).
+
+params.edits is a list of partition edits as ``edit-image`` reads them from data
+(``[{partition: BOOT, add: {src: targets/edits/x.cfg, dest: grub/custom.cfg}}]``), with
+each ``src`` and ``archive`` a file of the repository; the probe digests those files, so
+editing one re-edits the disk while the disk build stays cached. No edits: the disk
+passes through unchanged (the same bytes, so the cache holds it once).
+
+What a checkout does not fix is fixed here, so that every machine makes the same bytes:
+an added file is owned by 0:0 and has mode 0755 or 0644 as git keeps it (executable or
+not), unless its record says otherwise; every timestamp is params.epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..diskimage import edits as records
+from ..engine.errors import BuildgraphError
+from ..engine.hashing import digest_file
+from ..engine.step import ParamError, Probe, Role, StepContext, step
+from . import check_epoch
+
+
+def _edits(params: Mapping[str, Any]) -> list[records.PartitionEdit]:
+    given = params.get("edits", [])
+    if not isinstance(given, list) or not all(isinstance(item, Mapping) for item in given):
+        raise ParamError("edits", f"params.edits must be a list of partition edits, not {given!r}")
+    try:
+        return records.from_data(given)
+    except BuildgraphError as err:
+        raise ParamError("edits", err.message + (f" ({err.hint})" if err.hint else "")) from None
+
+
+def _check(params: Mapping[str, Any]) -> None:
+    check_epoch(params)
+    if "${" not in str(params.get("edits", "")):
+        _edits(params)
+
+
+def _files(params: Mapping[str, Any]) -> list[Path]:
+    """The repository files the edits read, in order."""
+    edits = _edits(params)
+    return [
+        *(item.src for edit in edits for item in edit.add),
+        *(item.archive for edit in edits for item in edit.tar),
+    ]
+
+
+def _probe(probe: Probe) -> str:
+    digests = []
+    for name in _files(probe.params):
+        path = probe.root / name
+        if not path.is_file():
+            raise BuildgraphError(
+                f"{name}, which params.edits adds to the disk, is not a file of the repository",
+                hint="give a path from the repository root, or remove that edit",
+            )
+        digests.append(f"{name} {digest_file(path)}{'x' if os.access(path, os.X_OK) else ''}")
+    return "\n".join(digests)
+
+
+def _fixed(edit: records.PartitionEdit, root: Path) -> records.PartitionEdit:
+    """``edit`` with repository paths made absolute and owners and modes made fixed."""
+    added = tuple(
+        dataclasses.replace(
+            item,
+            src=root / item.src,
+            mode=item.mode
+            if item.mode is not None
+            else 0o755
+            if os.access(root / item.src, os.X_OK)
+            else 0o644,
+            owner=item.owner or (0, 0),
+        )
+        for item in edit.add
+    )
+    archives = tuple(dataclasses.replace(item, archive=root / item.archive) for item in edit.tar)
+    return dataclasses.replace(edit, add=added, tar=archives)
+
+
+@step(
+    "edit-disk",
+    version=1,
+    tools=("debugfs", "e2fsck", "mcopy", "mmd", "mdel", "mrd", "mdir", "fsck.vfat"),
+    check=_check,
+    probe=_probe,
+    inputs=[Role("disk-%")],
+    resources=("disk",),
+)
+def edit_disk(ctx: StepContext) -> None:
+    """Make the profile's partition edits to its raw disk (disk-%)."""
+    from ..diskimage.edit import edit
+
+    (out,) = ctx.outputs
+    disk = ctx.input("disk-%")
+    edits = [_fixed(item, ctx.root) for item in _edits(ctx.params)]
+    if not edits:
+        os.link(disk, ctx.output(out))
+        return
+    edit(disk, edits, ctx.output(out), fmt="raw", compression="none",
+         epoch=int(ctx.params["epoch"]))  # fmt: skip
