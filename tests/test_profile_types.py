@@ -68,6 +68,26 @@ def test_a_profile_field_of_the_wrong_type_fails_at_load_naming_its_line(
     assert f"targets/profiles/aws.yaml:{_line(root, field)}" in text
 
 
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ("{partition: BOOT}", "params.edits must be a list of partition edits"),
+        ("[{partition: BOOT, chmod: x}]", "unknown field chmod"),
+        ("[{partition: BOOT, add: {src: a}}]", "does not fit"),
+        ("[{partition: BOOT, add: {src: a, dest: /x, mode: 644}}]", "give it as quoted octal"),
+        ("[{partition: BOOT, add: {src: a, dest: /x, mode: '999'}}]", "bad mode"),
+    ],
+)
+def test_a_bad_partition_edit_in_a_profile_fails_at_load_naming_its_line(tmp_path, edits, message):
+    root = _repo(tmp_path, "edits", "")
+    aws = root / "targets" / "profiles" / "aws.yaml"
+    aws.write_text(aws.read_text() + f"edits: {edits}\n")
+    with pytest.raises(SpecError) as caught:
+        load_specs(root)
+    assert message in str(caught.value)
+    assert f"targets/profiles/aws.yaml:{_line(root, 'edits')}" in str(caught.value)
+
+
 def test_disk_size_of_the_wrong_type_names_the_disk_param(tmp_path):
     root = _repo(tmp_path, "diskSize", "true")
     boot = root / "targets" / "boot.yaml"

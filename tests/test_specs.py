@@ -334,6 +334,44 @@ def test_profiles_whose_expansions_do_the_same_work_share_one_target(tmp_path):
     }
 
 
+DEFAULTS = """
+targets:
+  disk-%:
+    step: concat
+    profiles: profiles
+    defaults: {size: 4, label: ""}
+    params: {text: "size ${profile.size}${profile.label}"}
+    outputs: ["disk-${PROFILE}"]
+"""
+
+
+def test_a_pattern_s_defaults_fill_the_fields_a_profile_leaves_out(tmp_path):
+    root = _profiles(_write(tmp_path, DEFAULTS), aws="size: 8\n", small="label: ' small'\n")
+    specs = load_specs(root)
+    assert specs.targets["disk-aws"].params == {"text": "size 8"}
+    assert specs.targets["disk-small"].params == {"text": "size 4 small"}
+
+
+def test_defaults_must_be_a_mapping_and_a_field_they_leave_out_is_still_required(tmp_path):
+    bad = DEFAULTS.replace("defaults: {size: 4, label: \"\"}", "defaults: [size]")
+    with pytest.raises(SpecError, match="defaults must be a mapping"):
+        load_specs(_profiles(_write(_dir(tmp_path / "a"), bad), aws="size: 8\n"))
+    partial = DEFAULTS.replace("defaults: {size: 4, label: \"\"}", "defaults: {size: 4}")
+    with pytest.raises(SpecError, match="profile 'aws' lacks field 'label'"):
+        load_specs(_profiles(_write(_dir(tmp_path / "b"), partial), aws="size: 8\n"))
+
+
+def _dir(path):
+    path.mkdir()
+    return path
+
+
+def test_defaults_outside_a_pattern_is_an_unknown_key(tmp_path):
+    plain = "targets:\n  t:\n    step: concat\n    defaults: {a: 1}\n    outputs: [t]\n"
+    with pytest.raises(SpecError, match="defaults"):
+        load_specs(_write(tmp_path, plain))
+
+
 OUTSIDE = [
     (
         "a pattern without profiles",

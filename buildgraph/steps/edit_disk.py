@@ -30,6 +30,17 @@ def _edits(params: Mapping[str, Any]) -> list[records.PartitionEdit]:
     given = params.get("edits", [])
     if not isinstance(given, list) or not all(isinstance(item, Mapping) for item in given):
         raise ParamError("edits", f"params.edits must be a list of partition edits, not {given!r}")
+    for record in given:
+        for op in ("add", "mkdir"):
+            items = record.get(op, [])
+            for item in items if isinstance(items, list) else [items]:
+                if isinstance(item, Mapping) and not isinstance(item.get("mode", ""), str):
+                    raise ParamError(
+                        "edits",
+                        f"the mode of {op} {item.get('dest', item.get('path'))!r} is the number"
+                        f' {item["mode"]!r}: give it as quoted octal, e.g. "0644" (YAML reads 644'
+                        " as decimal, and 0644 only in YAML 1.1)",
+                    )
     try:
         return records.from_data(given)
     except BuildgraphError as err:
