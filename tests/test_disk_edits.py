@@ -37,7 +37,7 @@ def profile(root: Path, name: str, edits: str) -> None:
 def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("edits")
     root, cache = clone(base / "repo"), base / "cache"
-    (root / "targets" / "edits").mkdir()
+    (root / "targets" / "edits").mkdir(exist_ok=True)
     (root / "targets" / "edits" / "motd.txt").write_text("edited offline\n")
     profile(root, "metal-custom", """\
   - partition: BOOT

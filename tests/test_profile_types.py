@@ -76,6 +76,14 @@ def test_a_profile_field_of_the_wrong_type_fails_at_load_naming_its_line(
         ("[{partition: BOOT, add: {src: a}}]", "does not fit"),
         ("[{partition: BOOT, add: {src: a, dest: /x, mode: 644}}]", "give it as quoted octal"),
         ("[{partition: BOOT, add: {src: a, dest: /x, mode: '999'}}]", "bad mode"),
+        (
+            "[{partition: BOOT, add: {src: a, dest: /x}}]",
+            "a, which an edit adds to the disk, is not under targets/edits/",
+        ),
+        (
+            "[{partition: BOOT, tar: {archive: targets/edits/../x.tar, dest: /}}]",
+            "is not under targets/edits/",
+        ),
     ],
 )
 def test_a_bad_partition_edit_in_a_profile_fails_at_load_naming_its_line(tmp_path, edits, message):

@@ -120,6 +120,7 @@ def work(task: Task) -> dict[str, Any]:
             }
     store = Store(default_cache_dir())
     try:
+        store.reap_scratch()  # what a worker killed mid-step left
         entry = store.get_action(task.key)
         if entry is not None and all(store.has_object(d) for d, _ in entry["outputs"].values()):
             outputs = {name: (d, s) for name, (d, s) in entry["outputs"].items()}

@@ -1,10 +1,11 @@
 """``edit-disk``: a raw disk with a profile's partition edits made (diskimage.edit).
 
 params.edits is a list of partition edits as ``edit-image`` reads them from data
-(``[{partition: BOOT, add: {src: targets/edits/x.cfg, dest: grub/custom.cfg}}]``), with
-each ``src`` and ``archive`` a file of the repository; the probe digests those files, so
-editing one re-edits the disk while the disk build stays cached. No edits: the disk
-passes through unchanged (the same bytes, so the cache holds it once).
+(``[{partition: BOOT, add: {src: targets/edits/x.cfg, dest: grub/custom.cfg}}]``). Each
+``src`` and ``archive`` is a file under params.files (``targets/edits``), the directory the
+target reads as its sources: so the files are keyed by digest, and a cluster worker gets
+them as it gets any node's sources. No edits: the disk passes through unchanged (the same
+bytes, so the cache holds it once).
 
 What a checkout does not fix is fixed here, so that every machine makes the same bytes:
 an added file is owned by 0:0 and has mode 0755 or 0644 as git keeps it (executable or
@@ -21,8 +22,7 @@ from typing import Any
 
 from ..diskimage import edits as records
 from ..engine.errors import BuildgraphError
-from ..engine.hashing import digest_file
-from ..engine.step import ParamError, Probe, Role, StepContext, step
+from ..engine.step import ParamError, Role, StepContext, step
 from . import check_epoch
 
 
@@ -49,30 +49,20 @@ def _edits(params: Mapping[str, Any]) -> list[records.PartitionEdit]:
 
 def _check(params: Mapping[str, Any]) -> None:
     check_epoch(params)
-    if "${" not in str(params.get("edits", "")):
-        _edits(params)
-
-
-def _files(params: Mapping[str, Any]) -> list[Path]:
-    """The repository files the edits read, in order."""
+    if "${" in str(params.get("edits", "")):
+        return
     edits = _edits(params)
-    return [
+    files = Path(str(params.get("files", "")))
+    for name in (
         *(item.src for edit in edits for item in edit.add),
         *(item.archive for edit in edits for item in edit.tar),
-    ]
-
-
-def _probe(probe: Probe) -> str:
-    digests = []
-    for name in _files(probe.params):
-        path = probe.root / name
-        if not path.is_file():
-            raise BuildgraphError(
-                f"{name}, which params.edits adds to the disk, is not a file of the repository",
-                hint="give a path from the repository root, or remove that edit",
+    ):
+        if files not in Path(os.path.normpath(name)).parents:
+            raise ParamError(
+                "edits",
+                f"{name}, which an edit adds to the disk, is not under {files}/, the directory"
+                f" the edits read from: move it there and name it from the repository root",
             )
-        digests.append(f"{name} {digest_file(path)}{'x' if os.access(path, os.X_OK) else ''}")
-    return "\n".join(digests)
 
 
 def _fixed(edit: records.PartitionEdit, root: Path) -> records.PartitionEdit:
@@ -99,7 +89,6 @@ def _fixed(edit: records.PartitionEdit, root: Path) -> records.PartitionEdit:
     version=1,
     tools=("debugfs", "e2fsck", "mcopy", "mmd", "mdel", "mrd", "mdir", "fsck.vfat"),
     check=_check,
-    probe=_probe,
     inputs=[Role("disk-%")],
     resources=("disk",),
 )
