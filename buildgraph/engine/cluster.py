@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 CONNECT_SECONDS = 10
+NEAR_BYTES = 1 << 20
+"""An input this large makes the worker that built it the node's preferred place."""
 WORKERS_SECONDS = 30
 """How long a build waits for the first worker to join the scheduler."""
 
@@ -172,6 +174,8 @@ class _Dispatcher:
         self.futures = as_completed(loop=client.loop)
         self.attempts: dict[Future, _Attempt] = {}
         self.workers: dict[str, Any] | None = None
+        self.built_on: dict[str, str] = {}
+        """Label -> the worker that built it here."""
 
     def run(self, pending: list[str]) -> None:
         waiting = dict.fromkeys(pending)
@@ -268,17 +272,29 @@ class _Dispatcher:
                 hint="install what the workers lack, or start a worker that has it",
             )
         attempt.number += 1
+        near = None if attempt.refused else self._near(node, willing)
         future = self.client.submit(
             dispatch.work,
             attempt.task,
             key=f"{node.label}@{attempt.key[:16]}#{attempt.number}",
             resources=dict.fromkeys(needs, 1) or None,
-            workers=willing if attempt.refused else None,
-            allow_other_workers=False,
+            workers=willing if attempt.refused else [near] if near else None,
+            allow_other_workers=near is not None,
             pure=False,
         )
         self.attempts[future] = attempt
         self.futures.add(future)
+
+    def _near(self, node: NodePlan, willing: list[str]) -> str | None:
+        """The worker that built the node's largest input, which holds it in its own cache:
+        where the scheduler should place the node if it can (a preference, not a rule)."""
+        built = [
+            (sum(size for _digest, size in self.session.resolved[dep][1].values()), dep)
+            for dep in node.deps
+            if self.built_on.get(dep) in willing
+        ]
+        size, dep = max(built, default=(0, ""))
+        return self.built_on[dep] if size >= NEAR_BYTES else None
 
     def _able(self, needs: tuple[str, ...], fresh: bool) -> list[str]:
         """The workers that offer ``needs``, as the scheduler last said (asked again when
@@ -316,5 +332,6 @@ class _Dispatcher:
             log.node(node.label, node.target, node.arch, attempt.key, "failed",
                      time.monotonic() - attempt.started)  # fmt: skip
             raise BuildgraphError(answer["error"], hint=answer["hint"])
+        self.built_on[node.label] = answer["worker"]
         self.session.adopt(node, attempt.key, attempt.components, answer["worker"], attempt.started)
         return 1
