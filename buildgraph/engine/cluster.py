@@ -9,7 +9,8 @@ goal's files for ``_out/``.
 
 Placement: a node's step names the resources it needs, and Dask places it only on
 workers that advertise them; a worker that still cannot run it as keyed (a tool missing
-or of another version) refuses, and the node goes to another worker. A worker dying
+or of another version) refuses, and the node goes to another worker. A node prefers the
+worker that built its largest input, which holds it already. A worker dying
 mid-step makes the scheduler run the node elsewhere, up to its ``allowed-failures``;
 then the build stops, naming the node and the last worker. A step that publishes (its
 probe settles) runs here, as its effect is outside its outputs.
