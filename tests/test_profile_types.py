@@ -77,12 +77,12 @@ def test_a_profile_field_of_the_wrong_type_fails_at_load_naming_its_line(
         ("[{partition: BOOT, add: {src: a, dest: /x, mode: 644}}]", "give it as quoted octal"),
         ("[{partition: BOOT, add: {src: a, dest: /x, mode: '999'}}]", "bad mode"),
         (
-            "[{partition: BOOT, add: {src: a, dest: /x}}]",
-            "a, which an edit adds to the disk, is not under targets/edits/",
+            "[{partition: BOOT, add: {src: /etc/passwd, dest: /x}}]",
+            "/etc/passwd, which an edit adds to the disk, is not a path in the repository",
         ),
         (
-            "[{partition: BOOT, tar: {archive: targets/edits/../x.tar, dest: /}}]",
-            "is not under targets/edits/",
+            "[{partition: BOOT, tar: {archive: targets/../../x.tar, dest: /}}]",
+            "is not a path in the repository",
         ),
     ],
 )

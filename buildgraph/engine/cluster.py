@@ -19,6 +19,7 @@ probe settles) runs here, as its effect is outside its outputs.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -179,37 +180,42 @@ class _Dispatcher:
         """Label -> the worker that built it here."""
 
     def run(self, pending: list[str]) -> None:
-        waiting = dict.fromkeys(pending)
+        """Start each node of ``pending`` (in order) once the nodes it needs are done."""
+        waiting = set(pending)
+        missing: dict[str, int] = {}
+        dependents: dict[str, list[str]] = {}
+        for label in pending:
+            deps = [dep for dep in self.session.by_label[label].deps if dep in waiting]
+            missing[label] = len(deps)
+            for dep in deps:
+                dependents.setdefault(dep, []).append(label)
+        ready = deque(label for label in pending if not missing[label])
         done = 0
+
+        def release(label: str) -> None:
+            nonlocal done
+            done += 1
+            for dependent in dependents.get(label, ()):
+                missing[dependent] -= 1
+                if not missing[dependent]:
+                    ready.append(dependent)
+
         try:
             with log.progress(f"{len(pending)} nodes on {self.address}") as say:
-                ready = self._ready(waiting)
                 while ready or self.attempts:
-                    for label in ready:
-                        del waiting[label]
+                    while ready:
+                        label = ready.popleft()
                         if self._start(label):
-                            done += 1
-                    if not self.attempts:
-                        ready = self._ready(waiting)
-                        continue
-                    future = next(self.futures)
-                    done += self._finish(future)
-                    say(f"{done} done, {len(self.attempts)} running")
-                    ready = self._ready(waiting)
+                            release(label)
+                    if self.attempts:
+                        finished = self._finish(next(self.futures))
+                        if finished:
+                            release(finished)
+                        say(f"{done} done, {len(self.attempts)} running")
         finally:
             for future in self.attempts:
                 future.cancel()
-        assert not waiting, waiting
-
-    def _ready(self, waiting: dict[str, None]) -> list[str]:
-        running = {attempt.node.label for attempt in self.attempts.values()}
-        return [
-            label
-            for label in waiting
-            if not any(
-                dep in waiting or dep in running for dep in self.session.by_label[label].deps
-            )
-        ]
+        assert done == len(pending), (done, len(pending))
 
     def _start(self, label: str) -> bool:
         """Key the node now that its dependencies are done; True if it is done already
@@ -308,8 +314,9 @@ class _Dispatcher:
             if all(info.get("resources", {}).get(name, 0) >= 1 for name in needs)
         ]
 
-    def _finish(self, future: Future) -> int:
-        """Take a finished future's answer; 1 if its node is done, 0 if it was placed again."""
+    def _finish(self, future: Future) -> str | None:
+        """Take a finished future's answer: its node's label if it is done, None if it was
+        placed again."""
         from distributed import KilledWorker
 
         attempt = self.attempts.pop(future)
@@ -328,11 +335,11 @@ class _Dispatcher:
             log.warning(f"{node.label}: worker {answer['worker']} refused it: {answer['refused']}")
             attempt.refused[answer["worker"]] = answer["refused"]
             self._submit(attempt)
-            return 0
+            return None
         if "error" in answer:
             log.node(node.label, node.target, node.arch, attempt.key, "failed",
                      time.monotonic() - attempt.started)  # fmt: skip
             raise BuildgraphError(answer["error"], hint=answer["hint"])
         self.built_on[node.label] = answer["worker"]
         self.session.adopt(node, attempt.key, attempt.components, answer["worker"], attempt.started)
-        return 1
+        return node.label

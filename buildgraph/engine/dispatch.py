@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-import time
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -88,9 +87,8 @@ def _identity(code: frozenset[Path]) -> str:
 
 
 def work(task: Task) -> dict[str, Any]:
-    """Run ``task`` on this worker. Answers ``{"outputs", "worker", "seconds"}``, or
+    """Run ``task`` on this worker. Answers ``{"outputs", "worker"}``, or
     ``{"refused": why}`` (place it elsewhere), or ``{"error", "hint"}`` (the build fails)."""
-    started = time.monotonic()
     worker = _address()
     if hello(task.install) != task.code:
         return _error(
@@ -135,7 +133,7 @@ def work(task: Task) -> dict[str, Any]:
         return _error(f"{node.label}: {err}", "run the build again")
     finally:
         store.close()
-    return {"outputs": outputs, "worker": worker, "seconds": time.monotonic() - started}
+    return {"outputs": outputs, "worker": worker}
 
 
 def _run(

@@ -243,13 +243,15 @@ def compile_nodes(
         selected = select_arch(spec.params, arch) if arch else spec.params
         params = substitute(selected, lookup)
         outputs = tuple(substitute(list(spec.outputs), lookup))
-        sources = tuple(_expand_sources(substitute(list(spec.sources), lookup), root, spec, walked))
         step = steps.get(spec.step, spec.where)
         if step.check is not None and params != spec.params:
             try:
                 step.check(params)
             except ValueError as err:
                 raise SpecError(spec.where, f"{label}: {err}") from None
+        named = substitute(list(spec.sources), lookup)
+        named += step.reads(params) if step.reads else []
+        sources = tuple(_expand_sources(named, root, spec, walked))
         node = NodePlan(
             label=label,
             target=spec.name,

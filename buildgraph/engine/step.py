@@ -83,6 +83,9 @@ class Step:
     resources: tuple[str, ...] = ()
     """What a cluster worker must offer to run it (Dask worker resources, e.g. ``disk``):
     a node of this step is placed only on workers that advertise each one."""
+    reads: Callable[[Mapping[str, Any]], Sequence[str]] | None = None
+    """The repository files its params name (an edit's file, say), as paths from the
+    root: they are the node's sources too, keyed and shipped as any source is."""
 
     def roles(self, params: Mapping[str, Any]) -> tuple[Role, ...]:
         """The roles the step reads with these params."""
@@ -108,6 +111,7 @@ def step(
     probe_settles: bool = False,
     inputs: Roles = (),
     resources: Sequence[str] = (),
+    reads: Callable[[Mapping[str, Any]], Sequence[str]] | None = None,
 ) -> Callable[[Callable[[StepContext], None]], Callable[[StepContext], None]]:
     """Register a step function. Bump ``version`` whenever its output may change.
 
@@ -123,7 +127,8 @@ def step(
             run(dataclasses.replace(ctx, roles=found.roles(ctx.params)))
 
         found = Step(name, version, bound, tuple(tools), check, doc, probe, probe_settles,
-                     inputs if callable(inputs) else tuple(inputs), tuple(resources))  # fmt: skip
+                     inputs if callable(inputs) else tuple(inputs), tuple(resources),
+                     reads)  # fmt: skip
         REGISTRY[name] = found
         return bound
 

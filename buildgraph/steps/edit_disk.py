@@ -1,11 +1,11 @@
 """``edit-disk``: a raw disk with a profile's partition edits made (diskimage.edit).
 
 params.edits is a list of partition edits as ``edit-image`` reads them from data
-(``[{partition: BOOT, add: {src: targets/edits/x.cfg, dest: grub/custom.cfg}}]``). Each
-``src`` and ``archive`` is a file under params.files (``targets/edits``), the directory the
-target reads as its sources: so the files are keyed by digest, and a cluster worker gets
-them as it gets any node's sources. No edits: the disk passes through unchanged (the same
-bytes, so the cache holds it once).
+(``[{partition: BOOT, add: {src: targets/edits/x.cfg, dest: grub/custom.cfg}}]``), each
+``src`` and ``archive`` a file of the repository, named from its root. The step tells the
+engine it reads them (``reads``), so they are the node's sources: keyed by digest, and
+shipped to a cluster worker as any source is. No edits: the disk passes through
+unchanged (the same bytes, so the cache holds it once).
 
 What a checkout does not fix is fixed here, so that every machine makes the same bytes:
 an added file is owned by 0:0 and has mode 0755 or 0644 as git keeps it (executable or
@@ -49,20 +49,26 @@ def _edits(params: Mapping[str, Any]) -> list[records.PartitionEdit]:
 
 def _check(params: Mapping[str, Any]) -> None:
     check_epoch(params)
-    if "${" in str(params.get("edits", "")):
-        return
+    if "${" not in str(params.get("edits", "")):
+        _reads(params)
+
+
+def _reads(params: Mapping[str, Any]) -> list[str]:
+    """The repository files the edits add, in order; a path leaving the repository is
+    refused."""
     edits = _edits(params)
-    files = Path(str(params.get("files", "")))
-    for name in (
+    named = [
         *(item.src for edit in edits for item in edit.add),
         *(item.archive for edit in edits for item in edit.tar),
-    ):
-        if files not in Path(os.path.normpath(name)).parents:
+    ]
+    for name in named:
+        if name.is_absolute() or ".." in name.parts:
             raise ParamError(
                 "edits",
-                f"{name}, which an edit adds to the disk, is not under {files}/, the directory"
-                f" the edits read from: move it there and name it from the repository root",
+                f"{name}, which an edit adds to the disk, is not a path in the repository:"
+                " name the file from the repository root",
             )
+    return [name.as_posix() for name in named]
 
 
 def _fixed(edit: records.PartitionEdit, root: Path) -> records.PartitionEdit:
@@ -89,6 +95,7 @@ def _fixed(edit: records.PartitionEdit, root: Path) -> records.PartitionEdit:
     version=1,
     tools=("debugfs", "e2fsck", "mcopy", "mmd", "mdel", "mrd", "mdir", "fsck.vfat"),
     check=_check,
+    reads=_reads,
     inputs=[Role("disk-%")],
     resources=("disk",),
 )
