@@ -12,9 +12,27 @@ from pathlib import Path
 
 import psutil
 from processes import serving
+from project import make_project
 from registry_server import free_port
 
 DASK = str(Path(sys.executable).with_name("dask"))
+JOINED = """
+default: [joined]
+targets:
+  joined:
+    step: concat
+    sources: [a.txt, tool.sh]
+    outputs: [joined.txt]
+"""
+"""A one-node project with two sources, one executable: what a cluster build of the
+smallest kind builds."""
+
+
+def joined_project(root: Path) -> Path:
+    """A project of JOINED at ``root``: its output is the two sources, joined."""
+    made = make_project(root, JOINED, {"a.txt": "a\n", "tool.sh": "echo b\n"})
+    (made / "tool.sh").chmod(0o755)
+    return made
 
 
 @dataclass

@@ -7,26 +7,17 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from dask_cluster import WorkerSpec, serve_cluster
-from project import REPO, doit, make_project, statuses
+from dask_cluster import WorkerSpec, joined_project, serve_cluster
+from project import REPO, doit, statuses
 from registry_server import free_port
 
 from buildgraph.engine import cluster, dispatch
 from buildgraph.engine.errors import BuildgraphError
 
-SPECS = """
-default: [joined]
-targets:
-  joined:
-    step: concat
-    sources: [a.txt, b.txt]
-    outputs: [joined.txt]
-"""
-
 
 @pytest.fixture
 def project(tmp_path):
-    return make_project(tmp_path / "repo", SPECS, {"a.txt": "a\n", "b.txt": "b\n"})
+    return joined_project(tmp_path / "repo")
 
 
 def one_message(done, *parts: str) -> str:
@@ -98,7 +89,7 @@ def test_an_unreachable_scheduler_with_fallback_builds_here_with_a_warning(proje
     assert done.returncode == 0, done.stderr
     assert "building here instead" in done.stderr
     assert statuses(done.stderr) == {"joined": "built"}
-    assert (project / "_out" / "joined.txt").read_text() == "a\nb\n"
+    assert (project / "_out" / "joined.txt").read_text() == "a\necho b\n"
 
 
 @pytest.mark.slow

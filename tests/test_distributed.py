@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dask_cluster import WorkerSpec, serve_cluster
-from project import REPO, doit, environment, make_project, node_events
+from dask_cluster import WorkerSpec, joined_project, serve_cluster
+from project import REPO, doit, environment, node_events
 from realgraph import clone, sha256
 from registry_server import serve_registry
 
@@ -29,14 +29,6 @@ DEPS = ("kernel", "initramfs", "pkg-grub")
 PROFILES = ("metal", "aws", "gcp")
 GOAL = tuple(f"image-{name}" for name in PROFILES)
 AMD64 = {"PLATFORM": "linux/amd64"}
-TRIVIAL = """
-default: [joined]
-targets:
-  joined:
-    step: concat
-    sources: [a.txt, tool.sh]
-    outputs: [joined.txt]
-"""
 
 
 def keygen(path: Path) -> None:
@@ -236,8 +228,7 @@ def test_a_node_whose_workers_keep_dying_stops_the_build_naming_it_and_the_worke
 
 
 def test_a_node_with_sources_gets_them_through_the_remote_cache(world, tmp_path):
-    root = make_project(tmp_path / "repo", TRIVIAL, {"a.txt": "a\n", "tool.sh": "echo b\n"})
-    (root / "tool.sh").chmod(0o755)
+    root = joined_project(tmp_path / "repo")
     specs = [WorkerSpec("s", tmp_path / "worker", env=world["remote"])]
     with serve_cluster(tmp_path / "cluster", specs, {"PATH": os.environ["PATH"]}) as cluster:
         done = doit(root, tmp_path / "cache", f"BUILDGRAPH_SCHEDULER={cluster.address}",
