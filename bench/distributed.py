@@ -34,7 +34,6 @@ It writes its section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -46,10 +45,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from checkout import copy_checkout
-from common import REPO, WORK, exclusive, host, revision, say, write_section
+from common import WORK, exclusive, host, revision, say, write_section
 from dask_cluster import WorkerSpec, serve_cluster
-from project import environment, make_project
+from project import environment, make_project, node_events
 from registry_server import serve_registry
+
+from buildgraph.remote.entry import keygen
 
 HERE = WORK / "distributed"
 PROFILES = ("metal", "aws", "gcp", "azure", "exoscale", "openstack", "oracle", "vultr")
@@ -75,8 +76,7 @@ def run(root: Path, cache: Path, argv: list[str], env: dict[str, str]) -> tuple[
     wall = time.monotonic() - started
     if done.returncode:
         raise SystemExit(done.stderr[-4000:])
-    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    return wall, [e for e in events if e.get("event") == "node"]
+    return wall, node_events(done.stderr)
 
 
 def built(events: list) -> int:
@@ -98,9 +98,7 @@ def measure(repeat: int) -> tuple[list[str], list[str]]:
     HERE.mkdir(parents=True)
     with serve_registry(HERE / "registry") as registry:
         key = HERE / "key.pem"
-        subprocess.run([sys.executable, "-m", "buildgraph.cli", "cache", "keygen", str(key)],
-                       check=True, capture_output=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+        keygen(key)
         remote = {"BUILDGRAPH_REMOTE_CACHE": f"{registry.host}/bench/cache",
                   "BUILDGRAPH_REMOTE_CACHE_KEY": str(key)}  # fmt: skip
         client, cache = copy_checkout(HERE / "client"), HERE / "client-cache"

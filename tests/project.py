@@ -85,15 +85,20 @@ def environment(
     return {**base, **(env or {})}
 
 
-def node_events(stderr: str) -> list[dict]:
-    """The ``node`` events of a JSON log."""
+def log_events(stderr: str, name: str) -> list[dict]:
+    """The events called ``name`` (``node``, ``summary``) of a JSON log."""
     events = []
     for line in stderr.splitlines():
         if line.startswith("{"):
             event = json.loads(line)
-            if event.get("event") == "node":
+            if event.get("event") == name:
                 events.append(event)
     return events
+
+
+def node_events(stderr: str) -> list[dict]:
+    """The ``node`` events of a JSON log."""
+    return log_events(stderr, "node")
 
 
 def statuses(stderr: str) -> dict[str, str]:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from dask_cluster import WorkerSpec, joined_project, serve_cluster
-from project import REPO, doit, environment, node_events
+from project import doit, environment, log_events, node_events
 from realgraph import clone, sha256
 from registry_server import serve_registry
 
 from buildgraph.engine.store import Store
-from buildgraph.remote.entry import decode
+from buildgraph.remote.entry import decode, keygen
 
 pytestmark = pytest.mark.slow
 
@@ -31,20 +31,13 @@ GOAL = tuple(f"image-{name}" for name in PROFILES)
 AMD64 = {"PLATFORM": "linux/amd64"}
 
 
-def keygen(path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "buildgraph.cli", "cache", "keygen", str(path)],
-        capture_output=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A registry, a signing key, a client clone whose cache holds DEPS (and the remote
     cache too), and the bytes of GOAL from a plain local build in another clone."""
     base = tmp_path_factory.mktemp("distributed")
     with serve_registry(base / "registry") as registry:
-        keygen(base / "key.pem")
+        keygen(base / "key.pem")  # as `buildgraph cache keygen` does
         remote = {
             "BUILDGRAPH_REMOTE_CACHE": f"{registry.host}/ci/cache",
             "BUILDGRAPH_REMOTE_CACHE_KEY": str(base / "key.pem"),
@@ -62,8 +55,8 @@ def world(tmp_path_factory):
 
 
 def summary(stderr: str) -> dict:
-    return next(json.loads(line) for line in stderr.splitlines()
-                if line.startswith("{") and '"summary"' in line)  # fmt: skip
+    (event,) = log_events(stderr, "summary")
+    return event
 
 
 def worker_keys(cache: Path) -> set[str]:

@@ -150,7 +150,7 @@ def _check_versions(client: Client) -> None:
         raise BuildgraphError(
             f"worker {', '.join(other)} runs other buildgraph code than this client"
             f" ({theirs[other[0]][:12]}, here {mine[:12]})",
-            hint="install the same buildgraph on the client and every worker, then restart them",
+            hint=dispatch.SAME_CODE,
         )
 
 
@@ -231,14 +231,11 @@ class _Dispatcher:
             session.demand(label)
             session.run_node(label)
             return True
-        task = self._task(node, key, components)
+        task = self._task(node, components)
         self._submit(_Attempt(node, key, components, task, started, {}))
         return False
 
-    def _task(self, node: NodePlan, key: str, components: list[Component]) -> dispatch.Task:
-        from .hashing import encode
-        from .remote import action_digest
-
+    def _task(self, node: NodePlan, components: list[Component]) -> dispatch.Task:
         session = self.session
         assert session.remote is not None
         deps = {}
@@ -251,8 +248,6 @@ class _Dispatcher:
             install=tuple(dispatch.INSTALL),
             where=session.remote.where,
             node=tuple(node),
-            key=key,
-            action=action_digest(encode(components)),
             components=components,
             deps=deps,
             sources=dispatch.Fetchable(*sources) if sources else None,

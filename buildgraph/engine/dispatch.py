@@ -1,8 +1,8 @@
 """A node's step as a task for another machine: what it carries, and what a worker does.
 
-A :class:`Task` is plain data: the node, its key and inputs, and for every byte it reads
-(dependency outputs, source files) the remote cache entry it can be fetched by. The
-worker fetches those into its own CAS, runs the step as a local build would
+A :class:`Task` is plain data: the node, its inputs (which make its key), and for every
+byte it reads (dependency outputs, source files) the remote cache entry it can be fetched
+by. The worker fetches those into its own CAS, runs the step as a local build would
 (execute.py), uploads the outputs to the same remote cache, and answers with digests
 only. Bytes never travel with the task or its answer.
 
@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from . import execute, remote, tools
 from .errors import BuildgraphError, ToolMissingError
-from .hashing import Component, digest_bytes
+from .hashing import Component, digest_bytes, encode, key_of
 from .nodeplan import NodePlan
 from .store import Outputs, Store, default_cache_dir
 
@@ -34,6 +34,8 @@ CODE: set[Path] = {Path(__file__).parent}
 adds its own."""
 
 
+SAME_CODE = "install the same buildgraph on the client and every worker, then restart them"
+"""What to do when a worker runs other code than its client."""
 _TOOLS: dict[str, tuple] = {}
 """This worker's tool versions, by the binaries' stats (dpkg is asked once per binary)."""
 
@@ -53,10 +55,8 @@ class Task(NamedTuple):
     """The remote cache the client uses; the worker must use the same one."""
     node: tuple
     """The :class:`NodePlan`, as a tuple."""
-    key: str
-    action: str
-    """The remote cache's action digest of the node's encoded inputs."""
     components: list[Component]
+    """The node's inputs, in key order: its key and action digest are made from them."""
     deps: dict[str, Fetchable]
     sources: Fetchable | None
     """The node's source files, named by their path in the checkout."""
@@ -94,7 +94,7 @@ def work(task: Task) -> dict[str, Any]:
         return _error(
             f"worker {worker} runs other buildgraph code than the client"
             f" ({identity()[:12]}, the client {task.code[:12]})",
-            "install the same buildgraph on the client and every worker, then restart them",
+            SAME_CODE,
         )
     cache = remote.from_environment(os.environ)
     if cache is None or not cache.writable or cache.where != task.where:
@@ -116,17 +116,18 @@ def work(task: Task) -> dict[str, Any]:
                 "refused": f"its {tool} is {version}, the build keys {task.tools[tool]}",
                 "worker": worker,
             }
+    key = key_of(task.components)
     store = Store(default_cache_dir())
     try:
         store.reap_scratch()  # what a worker killed mid-step left
-        entry = store.get_action(task.key)
+        entry = store.get_action(key)
         if entry is not None and all(store.has_object(d) for d, _ in entry["outputs"].values()):
             outputs = {name: (d, s) for name, (d, s) in entry["outputs"].items()}
         else:
             outputs = _run(store, cache, task, node, {t: p for t, (p, _v) in found.items()})
-            store.put_action(task.key, outputs, task.components)
+            store.put_action(key, outputs, task.components)
         files = {n: (d, s, store.object_path(d)) for n, (d, s) in outputs.items()}
-        cache.upload(task.key, task.action, files)
+        cache.upload(key, remote.action_digest(encode(task.components)), files)
     except BuildgraphError as err:
         return _error(err.message, err.hint)
     except remote.LostError as err:

@@ -21,7 +21,7 @@ import marshal
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +346,7 @@ class Session:
         now = int(time.time())
         for label, (key, _inputs) in asking.items():
             node = self.by_label[label]
-            answer = _matching(node, answers.get(key, remote.Miss()))
+            answer = _matching(node.outputs, answers.get(key, remote.Miss()))
             if isinstance(answer, remote.Hit):
                 self.remote_status[label] = "hit"
                 self._remote_entries[key] = answer.entry
@@ -593,7 +593,7 @@ class Session:
         if self.remote is None:
             return None
         answer = self.remote.lookup([(key, remote.action_digest(encode(components)), None)])
-        hit = _matching(node, answer.get(key, remote.Miss()))
+        hit = _matching(node.outputs, answer.get(key, remote.Miss()))
         if not isinstance(hit, remote.Hit):
             return None
         self.store.put_remote(key, hit.entry)
@@ -637,9 +637,9 @@ class Session:
         """The remote cache's entry for a done node's outputs, uploaded first if only this
         machine has them (say, built before a remote cache was configured)."""
         key, outputs = self._dep_result(label)
-        inputs = encode(self.components(self.by_label[label]))
         files = {n: (d, s, self.store.object_path(d)) for n, (d, s) in outputs.items()}
-        return self._share(label, key, inputs, files)
+        return self._share(label, key, lambda: encode(self.components(self.by_label[label])),
+                           files)  # fmt: skip
 
     def sources_entry(self, node: NodePlan) -> tuple[Outputs, bytes] | None:
         """The node's source files as a remote cache entry, by their paths; None if none."""
@@ -652,24 +652,25 @@ class Session:
             cas = self.source_digests[src].removesuffix(PLAIN)  # as the CAS names the bytes
             files[src] = (cas, path.stat().st_size, path)
         entry = self._share(f"the sources of {node.label}", key_of(components),
-                            encode(components), files)  # fmt: skip
+                            lambda: encode(components), files)  # fmt: skip
         return {name: (digest, size) for name, (digest, size, _p) in files.items()}, entry
 
-    def _share(self, what: str, key: str, inputs: str, files: dict) -> bytes:
+    def _share(self, what: str, key: str, inputs: Callable[[], str], files: dict) -> bytes:
+        """The verified entry for ``key``, uploading ``files`` first if the remote cache
+        has none; ``inputs`` makes the encoded inputs, needed only then."""
         entry = self._remote_entry(key)
         if entry is not None:
             return entry
         assert self.remote is not None
-        self.remote.upload(key, remote.action_digest(inputs), files)
-        return self._trusted(what, key, inputs, tuple(files)).entry
+        encoded = inputs()
+        self.remote.upload(key, remote.action_digest(encoded), files)
+        return self._trusted(what, key, encoded, tuple(files)).entry
 
     def _trusted(self, what: str, key: str, inputs: str, names: tuple[str, ...]) -> remote.Hit:
         """The entry the remote cache now holds for ``key``, verified; an error if none."""
         assert self.remote is not None
         answer = self.remote.lookup([(key, remote.action_digest(inputs), None)])
-        found = answer.get(key, remote.Miss())
-        if isinstance(found, remote.Hit) and set(found.outputs) != set(names):
-            found = remote.Miss(f"its entry holds {', '.join(sorted(found.outputs))}")
+        found = _matching(names, answer.get(key, remote.Miss()))
         if not isinstance(found, remote.Hit):
             raise BuildgraphError(
                 f"{what}: the remote cache {self.remote.where} holds no trusted entry for it"
@@ -778,9 +779,9 @@ def forget_fast_paths(workspace: Path) -> None:
         stamp_file.unlink(missing_ok=True)
 
 
-def _matching(node: NodePlan, answer: remote.Hit | remote.Miss) -> remote.Hit | remote.Miss:
-    """A hit whose entry names other outputs than the node declares is no hit."""
-    if isinstance(answer, remote.Hit) and set(answer.outputs) != set(node.outputs):
+def _matching(names: Iterable[str], answer: remote.Hit | remote.Miss) -> remote.Hit | remote.Miss:
+    """A hit whose entry names other outputs than ``names`` (a node's) is no hit."""
+    if isinstance(answer, remote.Hit) and set(answer.outputs) != set(names):
         return remote.Miss(f"its entry holds {', '.join(sorted(answer.outputs))}")
     return answer
 
